@@ -1,0 +1,62 @@
+"""RecBole's Config, plus this plugin's defaults and the ADT settings checked up front.
+
+Layering stays RecBole's: its internal yaml files, then ours (``properties/overall.yaml``,
+``properties/model/<Model>.yaml``, ``properties/dataset/<dataset>.yaml`` inside this package),
+then the user's config files, ``config_dict`` and command line, which always win.
+"""
+
+from __future__ import annotations
+
+import os
+
+from recbole.config import Config as RecBoleConfig
+
+from recbole_adt.data.embedded import EMBEDDED_DATASET
+from recbole_adt.losses import check_beta, check_drop_rate, check_loss_name
+from recbole_adt.schedule import check_num_gradual
+from recbole_adt.utils import get_model
+
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
+
+
+class Config(RecBoleConfig):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        super().__init__(model, dataset, config_file_list, config_dict)
+        self._check_adt_settings()
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+        if model is None:
+            raise KeyError(
+                "model need to be specified in at least one of the these ways: "
+                "[model variable, config file, config dict, command line]"
+            )
+        model_class = get_model(model) if isinstance(model, str) else model
+        if dataset is None:
+            # No dataset anywhere: the MovieLens-100K copy with false-positive flags.
+            dataset = self.external_config_dict.get("dataset", EMBEDDED_DATASET)
+        return model_class.__name__, model_class, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        for file in (
+            os.path.join(PROPERTIES_DIR, "overall.yaml"),
+            os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
+            os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
+        ):
+            if os.path.isfile(file):
+                self._update_internal_config_dict(file)
+
+    def _check_adt_settings(self) -> None:
+        """Raise ValueError on a bad ADT setting now, not after the data is loaded."""
+        settings = self.final_config_dict
+        settings["adt_loss"] = check_loss_name(settings["adt_loss"])
+        check_drop_rate(settings["drop_rate"])
+        check_num_gradual(settings["num_gradual"])
+        check_beta(settings["beta"])
+        if settings["clean_test"] and not settings["fp_field"]:
+            raise ValueError(
+                "clean_test needs fp_field, the name of the false-positive flag field; "
+                "set fp_field (e.g. false_positive) or clean_test: False."
+            )

@@ -1,0 +1,8 @@
+"""Recommenders trained with Adaptive Denoising Training: GMF (new), NeuMF and CDAE (overrides)."""
+
+from recbole_adt.model.cdae import CDAE
+from recbole_adt.model.denoising import DenoisingLossMixin
+from recbole_adt.model.gmf import GMF
+from recbole_adt.model.neumf import NeuMF
+
+__all__ = ["CDAE", "GMF", "DenoisingLossMixin", "NeuMF"]

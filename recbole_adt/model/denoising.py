@@ -1,0 +1,99 @@
+"""The loss switch shared by every ADT model: CE, T-CE or R-CE on the same logits.
+
+A model mixes in :class:`DenoisingLossMixin`, calls :meth:`_init_denoising` at the end of its
+``__init__`` and routes its logits through :meth:`pointwise_loss` (one logit per interaction) or
+:meth:`matrix_loss` (a user x item reconstruction, as CDAE).
+:class:`~recbole_adt.trainer.ADTTrainer` sets :attr:`drop_rate` before each batch and reads
+:attr:`denoising_stats` after each epoch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from recbole_adt.losses import (
+    bce,
+    check_beta,
+    check_loss_name,
+    drop_count,
+    largest_loss_positives,
+    rce_weight,
+)
+
+# Slots of DenoisingLossMixin.denoising_stats, summed over the batches of an epoch.
+STAT_NAMES = (
+    "positives",
+    "false_positives",
+    "dropped",
+    "dropped_false_positives",
+    "weight_clean",
+    "weight_false_positive",
+)
+
+
+class DenoisingLossMixin:
+    """Adds ``adt_loss`` (CE | TCE | RCE) to a RecBole model without touching anything else."""
+
+    def _init_denoising(self, config, dataset) -> None:
+        self.adt_loss = check_loss_name(config["adt_loss"])
+        self.beta = check_beta(config["beta"])
+        self.LABEL = config["LABEL_FIELD"]
+        fp_field = config["fp_field"]
+        # The flag only feeds diagnostics here; the clean test split is the dataset's job.
+        self.FP_FIELD = fp_field if fp_field in dataset.field2type else None
+        self.drop_rate = 0.0  # epsilon(T) of the current batch, set by the trainer
+        self.reset_denoising_stats()
+
+    def reset_denoising_stats(self) -> None:
+        # Kept as a tensor so that no batch pays for a device sync.
+        self.denoising_stats = torch.zeros(len(STAT_NAMES), device=self.device)
+
+    def denoising_summary(self) -> dict[str, float]:
+        return dict(zip(STAT_NAMES, self.denoising_stats.tolist()))
+
+    def pointwise_loss(self, logits: torch.Tensor, interaction) -> torch.Tensor:
+        """Mean loss over a batch of (user, item, label) rows, positives and sampled negatives."""
+        labels = interaction[self.LABEL]
+        false_positive = interaction[self.FP_FIELD] if self.FP_FIELD in interaction else None
+        loss = bce(logits, labels, reduction="none")
+        num_drop = drop_count(self.drop_rate, loss.numel())
+        loss, dropped = self._denoise(loss, logits, labels, false_positive, num_drop)
+        # T-CE averages over the kept entries (Algorithm 1 updates on D_T minus the dropped).
+        return loss.sum() / (loss.numel() - dropped)
+
+    def matrix_loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, false_positive: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Summed loss over a user x item matrix; T-CE drops a share of each row's positives."""
+        loss = bce(logits, labels, reduction="none")
+        num_drop = drop_count(self.drop_rate, (labels > 0.5).sum(-1))
+        return self._denoise(loss, logits, labels, false_positive, num_drop)[0].sum()
+
+    def _denoise(self, loss, logits, labels, false_positive, num_drop):
+        """Apply the configured loss to per-entry CE values; dropped entries become exactly 0.
+
+        Returns the per-entry loss and the number of dropped entries (a 0-d tensor).
+        """
+        positive = labels > 0.5
+        if false_positive is None:
+            fp_positive = torch.zeros_like(positive)
+        else:
+            # Sampled negatives inherit their source positive's flag: count positives only.
+            fp_positive = positive & (false_positive > 0.5)
+        stats = [positive.sum(), fp_positive.sum()]
+        if self.adt_loss == "TCE":
+            dropped = largest_loss_positives(loss, labels, num_drop)
+            loss = loss.masked_fill(dropped, 0.0)
+            num_dropped = dropped.sum()
+            stats += [num_dropped, (dropped & fp_positive).sum()]
+        else:
+            num_dropped = positive.new_zeros((), dtype=torch.long)
+            stats += [num_dropped, num_dropped]
+        if self.adt_loss == "RCE":
+            weight = rce_weight(logits, labels, beta=self.beta)
+            loss = loss * weight
+            stats += [weight[positive & ~fp_positive].sum(), weight[fp_positive].sum()]
+        else:
+            stats += [loss.new_zeros(())] * 2
+        self.denoising_stats += torch.stack([s.to(self.denoising_stats.dtype) for s in stats])
+        return loss, num_dropped

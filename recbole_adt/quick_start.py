@@ -1,0 +1,93 @@
+"""Train and test one model, or one model over several seeds, the way ``run_recbole`` does.
+
+Differences from ``recbole.quick_start.run_recbole``: models and trainers are looked up here first,
+the dataset is an :class:`~recbole_adt.data.ADTDataset` (clean test split), and checkpoints load on
+torch >= 2.6. ``recbole.quick_start`` itself is not imported (it pulls in ray).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from logging import getLogger
+
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import ModelType, init_logger, init_seed, set_color
+
+from recbole_adt.config import Config
+from recbole_adt.data import ADTDataset
+from recbole_adt.utils import get_model, get_trainer
+
+# Model types whose dataset class is RecBole's plain Dataset, so the clean split applies.
+_PLAIN_DATASET_TYPES = {ModelType.GENERAL, ModelType.CONTEXT, ModelType.TRADITIONAL}
+
+
+def build_dataset(config):
+    """An ADTDataset where RecBole would build a plain Dataset; RecBole's own class otherwise."""
+    if config["MODEL_TYPE"] in _PLAIN_DATASET_TYPES:
+        return ADTDataset(config)
+    getLogger().warning(
+        f"{config['model']} needs RecBole's own dataset class: the clean test split is not applied."
+    )
+    return create_dataset(config)
+
+
+def run_recbole_adt(
+    model=None, dataset=None, config_file_list=None, config_dict=None, saved=True
+) -> dict:
+    """Train on all interactions, select the checkpoint on validation, test on true positives."""
+    config = Config(model, dataset, config_file_list, config_dict)
+    if config["num_threads"]:
+        torch.set_num_threads(config["num_threads"])
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset = build_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(
+        test_data, load_best_model=saved, show_progress=config["show_progress"]
+    )
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "model_file": trainer.saved_model_file if saved else None,
+    }
+
+
+def run_seeds(
+    seeds, model=None, dataset=None, config_file_list=None, config_dict=None, saved=True
+) -> dict:
+    """Run once per seed; return each run and the mean and sample std of every test metric."""
+    runs = []
+    for seed in seeds:
+        run_config = {**(config_dict or {}), "seed": int(seed)}
+        runs.append(run_recbole_adt(model, dataset, config_file_list, run_config, saved))
+    return {"runs": runs, "test_summary": summarize([run["test_result"] for run in runs])}
+
+
+def summarize(results: list[dict]) -> dict[str, tuple[float, float]]:
+    """metric -> (mean, sample std) over runs; std is 0.0 for a single run."""
+    summary = {}
+    for metric in results[0]:
+        values = [float(result[metric]) for result in results]
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary[metric] = (statistics.fmean(values), std)
+    return summary
