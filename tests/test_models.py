@@ -84,3 +84,15 @@ def test_cdae_drops_per_user_positives(base_config):
     positives = (model.get_rating_matrix(users) > 0).sum(-1)
     assert stats["positives"] == positives.sum().item()
     assert stats["dropped"] == torch.floor(0.25 * positives).sum().item()
+
+
+def test_neumf_split_first_layer_matches_plain_tower(base_config):
+    """Eval mode applies the first MLP layer to users and items apart; train mode does not."""
+    _, _, _, model, _ = prepare("NeuMF", base_config)  # dropout_prob 0: both modes are exact
+    users = Interaction({"user_id": torch.tensor([2, 3, 4])})
+    with torch.no_grad():
+        model.eval()
+        split = model.full_sort_predict(users)
+        model.train()
+        plain = model.full_sort_predict(users)
+    assert torch.allclose(split, plain, atol=1e-6)

@@ -35,8 +35,21 @@ class NeuMF(DenoisingLossMixin, RecBoleNeuMF):
             user_mf = self.user_mf_embedding(user) * weight[:offset]
             logits = logits + user_mf @ self.item_mf_embedding.weight.T
         if self.mlp_train:
-            user_mlp = self.user_mlp_embedding(user).unsqueeze(1).expand(-1, n_items, -1)
-            item_mlp = self.item_mlp_embedding.weight.unsqueeze(0).expand(len(user), -1, -1)
-            hidden = self.mlp_layers(torch.cat((user_mlp, item_mlp), -1))
+            hidden = self._mlp_all_items(self.user_mlp_embedding(user))
             logits = logits + hidden @ weight[offset:]
         return torch.sigmoid(logits).reshape(-1)
+
+    def _mlp_all_items(self, user_mlp: torch.Tensor) -> torch.Tensor:
+        """The MLP tower's output for each user in the batch x every item: (users, items, last)."""
+        _dropout, first, *rest = self.mlp_layers.mlp_layers
+        item_mlp = self.item_mlp_embedding.weight
+        if self.training or not isinstance(first, torch.nn.Linear):
+            users = user_mlp.unsqueeze(1).expand(-1, len(item_mlp), -1)
+            items = item_mlp.unsqueeze(0).expand(len(user_mlp), -1, -1)
+            return self.mlp_layers(torch.cat((users, items), -1))
+        # The first layer is linear in concat(user, item): W [u; i] + b = W_u u + (W_i i + b).
+        # Applying it to users and items apart saves most of the work of the whole tower.
+        size = self.mlp_embedding_size
+        user_part = user_mlp @ first.weight[:, :size].T
+        item_part = torch.nn.functional.linear(item_mlp, first.weight[:, size:], first.bias)
+        return torch.nn.Sequential(*rest)(user_part.unsqueeze(1) + item_part.unsqueeze(0))

@@ -1,0 +1,97 @@
+"""MovieLens-100K, read from RecBole's bundled atomic file ``ml-100k.inter``.
+
+The file starts with a typed header (``user_id:token item_id:token rating:float
+timestamp:float``); columns are found by name. As for Amazon and Yelp, rating < 3 is a false
+positive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .base import (
+    ConversionError,
+    LineLog,
+    Options,
+    Row,
+    convert_rows,
+    head,
+    open_binary,
+    resolve_inputs,
+)
+
+NAME = "ml-100k"
+HELP = "RecBole's bundled ml-100k.inter (typed atomic header); rating < 3 is a false positive"
+DEFAULT_NAME = "ml-100k-fp"
+NEEDED = ("user_id", "item_id", "rating", "timestamp")
+OPTIONS = Options  # the common options only
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options beyond the common ones."""
+
+
+def _columns(path: Path) -> list[int]:
+    """Positions of the needed columns, from the typed header (``name:type`` fields)."""
+    first = head(path, 1)[0].decode("utf-8", "replace").split()
+    names = [c.split(":", 1)[0] for c in first]
+    if not all(":" in c for c in first) or any(n not in names for n in NEEDED):
+        raise ConversionError(
+            f"{path} is not a RecBole atomic .inter file with columns {', '.join(NEEDED)} "
+            f"(first line: {' '.join(first)[:80]!r})"
+        )
+    return [names.index(n) for n in NEEDED]
+
+
+def _rows(files: Sequence[Path], log: LineLog) -> Iterator[Row]:
+    for path in files:
+        cols = _columns(path)
+        width = max(cols) + 1
+        cu, ci, cr, ct = cols
+        lineno = 0
+        with open_binary(path) as f:
+            next(f)  # the header
+            for lineno, line in enumerate(f, 2):
+                fields = line.split(b"\t")
+                if len(fields) < width:
+                    if line.strip():
+                        log.bad(path, lineno, f"expected {width} tab-separated fields")
+                    else:
+                        log.skip("blank")
+                    continue
+                user, item = fields[cu].strip(), fields[ci].strip()
+                try:
+                    rating = float(fields[cr])
+                    ts = int(fields[ct]) if fields[ct].strip().isdigit() else float(fields[ct])
+                except ValueError:
+                    log.bad(path, lineno, "non-numeric rating or timestamp")
+                    continue
+                if not user or not item or rating != rating:
+                    log.bad(path, lineno, "empty id or NaN rating")
+                    continue
+                yield user, item, rating, ts, rating < 3
+        log.lines += lineno
+
+
+def convert(
+    inputs: Sequence[str | os.PathLike[str]],
+    output_dir: str | os.PathLike[str],
+    name: str | None,
+    opts: Options,
+    force: bool,
+) -> dict[str, Any]:
+    files = resolve_inputs(inputs)
+    return convert_rows(
+        source=NAME,
+        name=name or DEFAULT_NAME,
+        output_dir=output_dir,
+        inputs=files,
+        value_field="rating",
+        rows=lambda log: _rows(files, log),
+        opts=opts,
+        force=force,
+    )
