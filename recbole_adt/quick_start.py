@@ -7,6 +7,7 @@ torch >= 2.6. ``recbole.quick_start`` itself is not imported (it pulls in ray).
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 from logging import getLogger
@@ -41,6 +42,10 @@ def run_recbole_adt(
     if config["num_threads"]:
         torch.set_num_threads(config["num_threads"])
     init_seed(config["seed"], config["reproducibility"])
+    # RecBole creates these (log/ is fixed in init_logger) with a check-then-mkdir that fails
+    # when two runs start together.
+    os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
     init_logger(config)
     logger = getLogger()
     logger.info(sys.argv)

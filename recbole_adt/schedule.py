@@ -14,6 +14,9 @@ from recbole_adt.losses import check_drop_rate
 
 def check_num_gradual(num_gradual: int) -> int:
     """Validate :math:`\\epsilon_N`: a positive integer number of iterations."""
+    # 1e4 on a command line arrives as a float: accept it when it is a whole number.
+    if isinstance(num_gradual, float) and num_gradual.is_integer():
+        num_gradual = int(num_gradual)
     if isinstance(num_gradual, bool) or not isinstance(num_gradual, int) or num_gradual <= 0:
         raise ValueError(f"num_gradual must be a positive integer, got {num_gradual!r}.")
     return num_gradual

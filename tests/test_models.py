@@ -1,11 +1,13 @@
 """Each model x loss trains, evaluates, and scores every item like predict does."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
 from recbole.data.interaction import Interaction
 
+from recbole_adt.losses import bce, reweighted_bce, truncated_bce
 from recbole_adt.model import CDAE, GMF, NeuMF
 from recbole_adt.quick_start import run_recbole_adt
 from tests.pipeline import prepare
@@ -96,3 +98,23 @@ def test_neumf_split_first_layer_matches_plain_tower(base_config):
         model.train()
         plain = model.full_sort_predict(users)
     assert torch.allclose(split, plain, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("loss", "pure"),
+    [
+        ("CE", bce),
+        ("TCE", partial(truncated_bce, drop_rate=0.3)),
+        ("RCE", partial(reweighted_bce, beta=0.25)),
+    ],
+)
+def test_model_loss_is_the_pure_function(loss, pure, base_config):
+    _, _, _, model, _ = prepare("GMF", {**base_config, "adt_loss": loss})
+    model.drop_rate = 0.3
+    logits = torch.randn(10, generator=torch.Generator().manual_seed(3))
+    labels = torch.tensor([1.0] * 5 + [0.0] * 5)
+    batch = Interaction({"label": labels, "false_positive": torch.tensor([1.0, 0.0] * 5)})
+    assert torch.allclose(model.pointwise_loss(logits, batch), pure(logits, labels))
+    stats = model.denoising_summary()
+    assert stats["positives"] == 5 and stats["false_positives"] == 3  # negatives not counted
+    assert stats["dropped"] == (3 if loss == "TCE" else 0)

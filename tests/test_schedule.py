@@ -25,3 +25,7 @@ def test_bad_num_gradual(num_gradual):
 def test_negative_iteration():
     with pytest.raises(ValueError, match="iteration"):
         drop_rate_schedule(-1, drop_rate=0.1, num_gradual=10)
+
+
+def test_whole_float_num_gradual_is_accepted():
+    assert drop_rate_schedule(5000, drop_rate=0.2, num_gradual=1e4) == pytest.approx(0.1)
