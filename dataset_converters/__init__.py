@@ -17,9 +17,7 @@ from .base import ConversionError, make_options
 
 __all__ = ["SOURCES", "ConversionError", "convert"]
 
-SOURCES: dict[str, ModuleType] = {
-    m.NAME: m for m in (adressa, amazon, yelp, denoisingrec, ml100k)
-}
+SOURCES: dict[str, ModuleType] = {m.NAME: m for m in (adressa, amazon, yelp, denoisingrec, ml100k)}
 
 
 def convert(

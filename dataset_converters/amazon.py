@@ -27,12 +27,13 @@ from typing import Any
 from . import jsonfields as jf
 from .base import (
     ConversionError,
+    FlagBelow,
     LineLog,
     Options,
     Row,
     convert_rows,
     head,
-    open_binary,
+    line_batches,
     resolve_inputs,
 )
 
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 # Column order (user, item, rating, timestamp) of the headerless ratings CSVs.
 CSV_COLUMNS = {"2014-csv": (0, 1, 2, 3), "2018-csv": (1, 0, 2, 3)}
-CSV_2023 = (("user_id",), ("parent_asin", "asin"), ("rating",), ("timestamp",))
+CSV_2023 = ("user_id", "parent_asin", "rating", "timestamp")  # header names, any order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,71 +62,69 @@ OPTIONS = AmazonOptions
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--format", choices=FORMATS,
+        "--format",
+        choices=FORMATS,
         help="input type: 2014-csv (user,item,rating,ts), 2018-csv (item,user,rating,ts), "
         "2023-csv (with header) or json (2014/2018/2023 flavour detected from the fields). "
         "Required for CSV input, which has no way to tell the column order.",
     )
 
 
-def _seconds(ts: int | float, divisor: int) -> int | float:
-    """Milliseconds (2023) to seconds, staying an int when exact."""
-    return ts // divisor if ts % divisor == 0 else ts / divisor
+def _ms_to_seconds(ms: bytes) -> bytes:
+    """Milliseconds (2023 timestamps, digits only) to seconds, exactly, as text."""
+    whole, frac = ms[:-3].lstrip(b"0") or b"0", ms[-3:].rjust(3, b"0").rstrip(b"0")
+    return whole + b"." + frac if frac else whole
 
 
-def _flavour(path: Path, sample: dict[str, Any]) -> tuple[str, tuple[str, ...], int]:
-    """Release, (user, item, rating, timestamp) keys and timestamp divisor of a JSON file."""
+def _flavour(path: Path, sample: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """Release and (user, item, rating, timestamp) keys of a JSON file."""
     if "user_id" in sample and "parent_asin" in sample:
-        return "2023-json", ("user_id", "parent_asin", "rating", "timestamp"), 1000
+        return "2023-json", ("user_id", "parent_asin", "rating", "timestamp")
     if "reviewerID" in sample and "asin" in sample:
         release = "2018-json" if "verified" in sample else "2014-json"
-        return release, ("reviewerID", "asin", "overall", "unixReviewTime"), 1
+        return release, ("reviewerID", "asin", "overall", "unixReviewTime")
     raise ConversionError(
         f"{path} is not Amazon review JSON: expected reviewerID/asin/overall or "
         f"user_id/parent_asin/rating fields, found {sorted(sample)[:8]}"
     )
 
 
-def _json_rows(path: Path, log: LineLog, flavours: list[str]) -> Iterator[Row]:
-    sample_line, sample = _sniff_json(path)
-    flavour, (user_key, item_key, rating_key, ts_key), divisor = _flavour(path, sample)
-    flavours.append(flavour)
-    fields = jf.JsonFields(
-        [jf.Field(user_key), jf.Field(item_key), jf.Field(rating_key, jf.FLOAT),
-         jf.Field(ts_key, jf.NUM)],
-        sample_line,
-        python_literals=True,
-    )
-    fast, slow = fields.fast, fields.slow
-    lineno = 0
-    with open_binary(path) as f:
-        for lineno, line in enumerate(f, 1):
-            values = fast(line)
-            if values is None:
-                if not line.strip():
-                    log.skip("blank")
-                    continue
-                try:
-                    values = slow(line)
-                except jf.Malformed as exc:
-                    log.bad(path, lineno, str(exc))
-                    continue
-            user, item, rating, ts = values
-            if divisor != 1:
-                ts = _seconds(ts, divisor)
-            yield user, item, rating, ts, rating < 3
-    log.lines += lineno
-
-
-def _sniff_json(path: Path) -> tuple[bytes, dict[str, Any]]:
+def _json_rows(path: Path, log: LineLog, flavours: list[str]) -> Iterator[list[Row]]:
+    first_lines = head(path)
     try:
-        return jf.sniff(head(path), python_literals=True)
+        sample = jf.first_object(first_lines, python_literals=True)
     except jf.Malformed as exc:
         raise ConversionError(f"{path} is not JSON lines: {exc}") from None
+    flavour, (user_key, item_key, rating_key, ts_key) = _flavour(path, sample)
+    flavours.append(flavour)
+    fields = jf.JsonFields(
+        [
+            jf.Field(user_key),
+            jf.Field(item_key),
+            jf.Field(rating_key, jf.FLOAT),
+            jf.Field(ts_key, jf.NUM),
+        ],
+        first_lines,
+        python_literals=True,
+    )
+    flag = FlagBelow(3)
+    cached = flag.get
+    millis = flavour == "2023-json"
+    for _, records in fields.records(path, log):
+        rows: list[Row] = []
+        append = rows.append
+        for record in records:
+            if record is None:
+                continue
+            user, item, rating, ts = record
+            if millis:
+                ts = _ms_to_seconds(ts)
+            append((user, item, rating, ts, cached(rating) or flag(rating)))
+        yield rows
 
 
 def _csv_columns(path: Path, fmt: str) -> tuple[tuple[int, int, int, int], int, bool]:
-    """(user, item, rating, timestamp) positions, column count, and whether line 1 is a header."""
+    """(user, item, rating, timestamp) positions, column count, and whether there is a header."""
     first = head(path, 1)[0]
     if first.lstrip().startswith(b"{"):
         raise ConversionError(f"{path} is JSON lines, not CSV: use --format json")
@@ -135,65 +134,80 @@ def _csv_columns(path: Path, fmt: str) -> tuple[tuple[int, int, int, int], int, 
             float(names[2])
         except (IndexError, ValueError):
             raise ConversionError(
-                f"{path}: line 1 is not user/item,rating,timestamp for --format {fmt} "
+                f"{path}: the first line is not user/item,rating,timestamp for --format {fmt} "
                 f"({first[:60]!r}); a file with a header is --format 2023-csv"
             ) from None
         return CSV_COLUMNS[fmt], 4, False
-    try:
-        cols = tuple(next(names.index(n) for n in alts if n in names) for alts in CSV_2023)
-    except StopIteration:
+    if not set(CSV_2023) <= set(names):
         raise ConversionError(
-            f"{path}: --format 2023-csv needs a header with user_id, parent_asin, rating, "
-            f"timestamp; line 1 is {first[:60]!r}"
-        ) from None
-    return cols, len(names), True  # type: ignore[return-value]
+            f"{path}: --format 2023-csv needs a header with {', '.join(CSV_2023)}; "
+            f"the first line is {first[:60]!r}"
+        )
+    cu, ci, cr, ct = (names.index(n) for n in CSV_2023)
+    return (cu, ci, cr, ct), len(names), True
 
 
 def _asin_like(value: bytes) -> bool:
     return len(value) == 10 and value.isalnum() and not value.islower()
 
 
-def _csv_rows(path: Path, log: LineLog, fmt: str, warnings: list[str]) -> Iterator[Row]:
-    (cu, ci, cr, ct), width, has_header = _csv_columns(path, fmt)
-    divisor = 1000 if fmt == "2023-csv" else 1
-    asin_users = asin_items = 0  # ASIN-shaped ids seen in each column, to catch a swap
-    lineno = 0
-    with open_binary(path) as f:
-        if has_header:
-            next(f)
-        for lineno, line in enumerate(f, 1 + has_header):
+def _csv_rows(path: Path, log: LineLog, fmt: str, warnings: list[str]) -> Iterator[list[Row]]:
+    (cu, ci, cr, ct), width, header_pending = _csv_columns(path, fmt)
+    millis = fmt == "2023-csv"
+    flag = FlagBelow(3)
+    cached = flag.get
+    asin_users = asin_items = 0  # ASIN-shaped ids in each column, to catch swapped columns
+    for first, lines in line_batches(path):
+        rows: list[Row] = []
+        append = rows.append
+        for lineno, line in enumerate(lines, first):
+            if header_pending and line.strip():  # the 2023 header: the first non-blank line
+                header_pending = False
+                continue
             fields = line.split(b",")
-            if len(fields) != width or b'"' in line or b"\t" in line:
-                if not line.strip():
-                    log.skip("blank")
-                    continue
-                if b'"' in line and b"\t" not in line:  # quoted fields: the rare slow path
-                    fields = [c.encode() for c in next(csv.reader([line.decode("utf-8")]))]
-                if len(fields) != width or b"\t" in line:
-                    log.bad(path, lineno, f"expected {width} comma-separated fields")
+            if len(fields) != width or 34 in line or 9 in line:
+                fields = _csv_slow(line, width, path, lineno, log)
+                if fields is None:
                     continue
             user, item = fields[cu].strip(), fields[ci].strip()
+            rating, ts = fields[cr].strip(), fields[ct].strip()
             try:
-                rating = float(fields[cr])
-                ts = int(fields[ct])
+                fp = cached(rating) or flag(rating)
             except ValueError:
-                log.bad(path, lineno, "non-numeric rating or timestamp")
+                log.bad(path, lineno, f"bad rating: {rating[:20].decode(errors='replace')!r}")
                 continue
-            if not user or not item or not -1e300 < rating < 1e300:
-                log.bad(path, lineno, "empty id or non-finite rating")
+            if not ts.isdigit() or not user or not item:
+                log.bad(path, lineno, "empty id or non-integer timestamp")
                 continue
-            if lineno <= 1000:
-                asin_users += _asin_like(user)
-                asin_items += _asin_like(item)
-            yield user, item, rating, _seconds(ts, divisor), rating < 3
-    log.lines += lineno
+            append((user, item, rating, _ms_to_seconds(ts) if millis else ts, fp))
+        if first == 1:
+            asin_users = sum(_asin_like(r[0]) for r in rows[:1000])
+            asin_items = sum(_asin_like(r[1]) for r in rows[:1000])
+        log.lines += len(lines)
+        yield rows
     if asin_users > asin_items:
         warnings.append(
             f"{path}: the user column holds more ASIN-like ids ({asin_users}) than the item "
-            f"column ({asin_items}) in the first lines: are users and items swapped? "
+            f"column ({asin_items}) in the first rows: are users and items swapped? "
             "(2014 CSVs are user first, 2018 CSVs item first)"
         )
         logger.warning(warnings[-1])
+
+
+def _csv_slow(line: bytes, width: int, path: Path, lineno: int, log: LineLog) -> list[bytes] | None:
+    """Fields of a line the fast split declined: blank, quoted, or malformed (logged)."""
+    if not line.strip():
+        log.skip("blank")
+        return None
+    if 9 not in line and 34 in line:  # quoted fields
+        try:
+            fields = [c.encode() for c in next(csv.reader([line.decode("utf-8")]))]
+        except (csv.Error, UnicodeDecodeError, StopIteration):
+            fields = []
+        if len(fields) == width:
+            return fields
+    log.bad(path, lineno, f"expected {width} comma-separated fields without tabs")
+    return None
 
 
 def convert(
@@ -214,7 +228,7 @@ def convert(
                     "2014-csv (user first), 2018-csv (item first) or 2023-csv (header)"
                 )
 
-    def rows(log: LineLog) -> Iterator[Row]:
+    def rows(log: LineLog) -> Iterator[list[Row]]:
         for path in files:
             if opts.format in (None, "json"):
                 yield from _json_rows(path, log, flavours)

@@ -1,10 +1,11 @@
 """Shared machinery of the converters: inputs, line accounting, filters, atomic output, stats.
 
-A source module only turns raw lines into rows ``(user, item, value, timestamp, false_positive)``
-(ids as UTF-8 bytes, numbers as int or float, the flag as bool). :func:`convert_rows` does the
-rest: it streams the rows into a temporary file next to the destination, applies ``--dedupe`` and
-``--kcore`` by re-reading that file (so memory holds only id maps, never the raw lines), moves the
-finished files into place with :func:`os.replace` and writes ``NAME.stats.json``.
+A source module only turns raw lines into batches of rows ``(user, item, value, timestamp,
+flag)``, all bytes: ids in UTF-8, numbers as text, the flag :data:`FP` or :data:`TP`.
+:func:`convert_rows` does the rest: it streams the rows into a temporary file next to the
+destination, applies ``--dedupe`` and ``--kcore`` by re-reading that file (so memory holds the
+id maps, never the raw lines), moves the finished files into place with :func:`os.replace` and
+writes ``NAME.stats.json``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,19 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
+from operator import countOf, itemgetter
 from pathlib import Path
 from typing import IO, Any
 
 logger = logging.getLogger("dataset_converters")
 
-Row = tuple[bytes, bytes, "int | float", "int | float", bool]
-FLAG = (b"0.0", b"1.0")  # false_positive column, indexed by the row's bool
+Row = tuple[bytes, bytes, bytes, bytes, bytes]
+FP, TP = b"1.0", b"0.0"  # the false_positive column's values
+FLAG = (TP, FP)  # indexed by "is a false positive"
+ROW = b"%s\t%s\t%s\t%s\t%s\n"
+LIMIT = 1e300  # numbers must lie within +-LIMIT (this also rejects NaN and infinities)
+BATCH_BYTES = 1 << 20  # raw lines are read (and rows written) in batches of about 1 MiB
 MAX_EXAMPLES = 5  # malformed lines quoted in the stats and in error messages
 
 
@@ -79,7 +86,8 @@ class LineLog:
             self.examples.append(where)
 
     def skip(self, reason: str, n: int = 1) -> None:
-        self.skipped[reason] += n
+        if n:
+            self.skipped[reason] += n
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -115,6 +123,15 @@ def open_binary(path: Path) -> IO[bytes]:
     return open(path, "rb", buffering=1 << 20)
 
 
+def line_batches(path: Path) -> Iterator[tuple[int, list[bytes]]]:
+    """(number of the first line, lines) in batches of about 1 MiB, so memory stays bounded."""
+    with open_binary(path) as f:
+        first = 1
+        while lines := f.readlines(BATCH_BYTES):
+            yield first, lines
+            first += len(lines)
+
+
 def head(path: Path, n: int = 20) -> list[bytes]:
     """The first ``n`` non-blank lines of a file; an empty file is an error."""
     lines: list[bytes] = []
@@ -127,6 +144,29 @@ def head(path: Path, n: int = 20) -> list[bytes]:
     if not lines:
         raise ConversionError(f"input file is empty: {path}")
     return lines
+
+
+class FlagBelow:
+    """``flag(raw)``: :data:`FP` when the number ``raw`` (bytes) is below ``threshold``.
+
+    The few distinct ratings (or dwell times) are cached, so most rows cost one dict lookup;
+    ``get`` is the cache's own lookup for loops that fall back to the call on a miss. Raises
+    ValueError for text that is not a finite number.
+    """
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.cache: dict[bytes, bytes] = {}
+        self.get = self.cache.get
+
+    def __call__(self, raw: bytes) -> bytes:
+        value = float(raw)
+        if not -LIMIT < value < LIMIT or b"_" in raw:
+            raise ValueError(f"not a finite number: {raw!r}")
+        flag = FLAG[value < self.threshold]
+        if len(self.cache) < 65536:
+            self.cache[raw] = flag
+        return flag
 
 
 def clean_id(value: object) -> bytes | None:
@@ -153,9 +193,12 @@ class Staging:
         self.directory = directory
         self._pending: list[tuple[IO[bytes], Path]] = []
         self._scratch: list[IO[bytes]] = []
+        self._created: list[Path] = []  # folders made here, removed again if nothing is committed
 
     def __enter__(self) -> Staging:
+        missing = [p for p in (self.directory, *self.directory.parents) if not p.exists()]
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._created = missing
         return self
 
     def _temp(self, stem: str) -> IO[bytes]:
@@ -183,6 +226,17 @@ class Staging:
         for f, target in self._pending:
             os.replace(f.name, target)
         self._pending.clear()
+        self._created.clear()
+        try:  # make the renames themselves durable
+            fd = os.open(self.directory, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def __exit__(self, *exc: object) -> None:
         for f in [f for f, _ in self._pending] + self._scratch:
@@ -190,6 +244,11 @@ class Staging:
             Path(f.name).unlink(missing_ok=True)
         self._pending.clear()
         self._scratch.clear()
+        for folder in self._created:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def refuse_overwrite(paths: Iterable[Path], force: bool) -> None:
@@ -220,25 +279,20 @@ class Counts:
     false_positives: int = 0
 
 
-def _write_all(rows: Iterable[Row], out: IO[bytes], counts: Counts) -> None:
-    """Render rows as TSV in batches (one write per 64k rows keeps per-row overhead low)."""
-    users_add, items_add = counts.users.add, counts.items.add
-    n = fp = 0
-    buf: list[bytes] = []
-    append = buf.append
-    for user, item, value, ts, flag in rows:
-        users_add(user)
-        items_add(item)
-        fp += flag
-        append(b"%s\t%s\t%r\t%r\t%s\n" % (user, item, value, ts, FLAG[flag]))
-        if len(buf) == 65536:
-            n += len(buf)
-            out.writelines(buf)
-            buf.clear()
-    n += len(buf)
-    out.writelines(buf)
-    counts.interactions += n
-    counts.false_positives += fp
+_USER, _ITEM, _FLAG = itemgetter(0), itemgetter(1), itemgetter(-1)
+
+
+def _write_all(
+    batches: Iterable[list[tuple[bytes, ...]]], out: IO[bytes], counts: Counts, fmt: bytes
+) -> None:
+    """Render batches of rows; every step runs over a whole batch in C (map, set.update)."""
+    render = fmt.__mod__
+    for rows in batches:
+        counts.users.update(map(_USER, rows))
+        counts.items.update(map(_ITEM, rows))
+        counts.false_positives += countOf(map(_FLAG, rows), FP)
+        counts.interactions += len(rows)
+        out.writelines(map(render, rows))
 
 
 def _spooled(spool: IO[bytes]) -> Iterator[tuple[int, bytes, bytes, bytes]]:
@@ -280,27 +334,34 @@ def _kcore(spool: IO[bytes], keep: set[int] | None, k: int) -> tuple[set[bytes],
 
 
 def write_interactions(
-    rows: Iterable[Row], out: IO[bytes], staging: Staging, opts: Options
+    batches: Iterable[list[tuple[bytes, ...]]],
+    out: IO[bytes],
+    staging: Staging,
+    opts: BaseOptions,
+    fmt: bytes = ROW,
 ) -> tuple[Counts, dict[str, int]]:
-    """Write ``rows`` to ``out`` after the optional filters; returns counts and rows removed."""
+    """Write rows to ``out`` after the optional filters; returns counts and rows removed."""
     counts = Counts()
-    if not opts.dedupe and opts.kcore <= 1:
-        _write_all(rows, out, counts)
+    if not isinstance(opts, Options) or (not opts.dedupe and opts.kcore <= 1):
+        _write_all(batches, out, counts, fmt)
         return counts, {"duplicates": 0, "kcore": 0}
     spool = staging.scratch()
     raw = Counts()
-    _write_all(rows, spool, raw)
+    _write_all(batches, spool, raw, fmt)
     keep = _earliest(spool) if opts.dedupe else None
     gone_users, gone_items = _kcore(spool, keep, opts.kcore) if opts.kcore > 1 else (set(), set())
-    fp = 0
-    for seq, user, item, line in _spooled(spool):
-        if (keep is None or seq in keep) and user not in gone_users and item not in gone_items:
-            counts.users.add(user)
-            counts.items.add(item)
-            counts.interactions += 1
-            fp += line.endswith(b"\t1.0\n")
-            out.write(line)
-    counts.false_positives = fp
+    kept = (
+        line
+        for seq, user, item, line in _spooled(spool)
+        if (keep is None or seq in keep) and user not in gone_users and item not in gone_items
+    )
+    fp_end = b"\t%s\n" % FP
+    while batch := list(islice(kept, 65536)):
+        counts.users.update(line.split(b"\t", 1)[0] for line in batch)
+        counts.items.update(line.split(b"\t", 2)[1] for line in batch)
+        counts.interactions += len(batch)
+        counts.false_positives += sum(line.endswith(fp_end) for line in batch)
+        out.writelines(batch)
     dropped_dupes = raw.interactions - len(keep) if keep is not None else 0
     removed = {
         "duplicates": dropped_dupes,
@@ -344,15 +405,15 @@ def convert_rows(
     output_dir: str | os.PathLike[str],
     inputs: Sequence[Path],
     value_field: str,
-    rows: Callable[[LineLog], Iterable[Row]],
+    rows: Callable[[LineLog], Iterable[list[Row]]],
     opts: Options,
     force: bool,
     details: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run one single-file conversion: ``DIR/NAME/NAME.inter`` plus ``NAME.stats.json``.
 
-    ``rows`` is called with the shared :class:`LineLog`; ``details`` (called after the rows are
-    consumed) adds source-specific entries such as the detected format to the stats.
+    ``rows`` is called with the shared :class:`LineLog` and yields batches of rows;
+    ``details`` (called once they are consumed) adds source-specific entries to the stats.
     """
     check_name(name)
     directory = Path(output_dir) / name
@@ -365,8 +426,8 @@ def convert_rows(
         counts, removed = write_interactions(rows(log), out, staging, opts)
         if counts.interactions == 0:
             raise ConversionError(
-                f"no interactions found in {', '.join(map(str, inputs))} "
-                f"({log.malformed} malformed, skipped: {dict(log.skipped)})"
+                f"no interactions left from {', '.join(map(str, inputs))} ({log.lines} lines, "
+                f"{log.malformed} malformed, skipped: {dict(log.skipped)}, removed: {removed})"
             )
         stats: dict[str, Any] = {
             "dataset": name,
@@ -374,7 +435,7 @@ def convert_rows(
             **summary(counts),
             **(details() if details else {}),
             "inputs": [str(p) for p in inputs],
-            "options": dataclasses.asdict(opts),
+            "options": options_dict(opts),
             "removed": removed,
             "columns": header(value_field).decode().split(),
             "files": [inter],
@@ -383,6 +444,14 @@ def convert_rows(
         staging.open(stats_file).write(stats_bytes(stats))
         staging.commit()
     return stats
+
+
+def options_dict(opts: BaseOptions) -> dict[str, Any]:
+    """The options as JSON-ready values (paths as strings)."""
+    return {
+        k: os.fspath(v) if isinstance(v, os.PathLike) else v
+        for k, v in dataclasses.asdict(opts).items()
+    }
 
 
 def check_name(name: str) -> None:

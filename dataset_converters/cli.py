@@ -32,17 +32,22 @@ def _common(parser: argparse.ArgumentParser, filters: bool) -> None:
     io.add_argument("--name", help="dataset name, the output subfolder and file prefix")
     io.add_argument("--force", action="store_true", help="overwrite existing output")
     io.add_argument(
-        "--strict", action="store_true", help="fail on the first malformed line instead of "
-        "counting and skipping it"
+        "--strict",
+        action="store_true",
+        help="fail on the first malformed line instead of counting and skipping it",
     )
     if filters:
         f = parser.add_argument_group("filters (default: keep every interaction)")
         f.add_argument(
-            "--dedupe", action="store_true",
+            "--dedupe",
+            action="store_true",
             help="keep only the earliest interaction of each (user, item) pair",
         )
         f.add_argument(
-            "--kcore", type=int, default=0, metavar="N",
+            "--kcore",
+            type=int,
+            default=0,
+            metavar="N",
             help="iteratively drop users and items with fewer than N interactions (0: off)",
         )
 
@@ -72,12 +77,21 @@ def table(stats: Sequence[dict[str, Any]]) -> str:
     """A Markdown table shaped like the paper's Table 2."""
     rows = [("Dataset", "#User", "#Item", "#Interaction", "#FP Interaction")]
     for s in stats:
-        rows.append((s["dataset"], *(f"{s[k]:,}" for k in (
-            "users", "items", "interactions", "false_positives"))))
+        rows.append(
+            (
+                s["dataset"],
+                *(f"{s[k]:,}" for k in ("users", "items", "interactions", "false_positives")),
+            )
+        )
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
-    lines = ["| " + " | ".join(
-        v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths))
-    ) + " |" for r in rows]
+    lines = [
+        "| "
+        + " | ".join(
+            v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths))
+        )
+        + " |"
+        for r in rows
+    ]
     rule = "|" + "|".join("-" * (w + 1) + (":" if c else "-") for c, w in enumerate(widths)) + "|"
     return "\n".join([lines[0], rule, *lines[1:]])
 
@@ -91,19 +105,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats = convert(
             args.source, args.input, args.output_dir, name=args.name, force=args.force, **options
         )
-    except (ValueError, FileExistsError) as exc:
+    except (ValueError, OSError) as exc:  # bad input or options, existing output, I/O errors
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; no output was written", file=sys.stderr)
         return 130
     print(table([stats]))
-    if stats["malformed"] or stats["skipped"]:
-        print(
-            f"skipped: {stats['skipped']}; malformed: {stats['malformed']}"
-            + (f" (first: {'; '.join(stats['malformed_first'])})" if stats["malformed"] else ""),
-            file=sys.stderr,
-        )
-    print(f"wrote {', '.join(stats['files'])} in {args.output_dir}/{stats['dataset']}",
-          file=sys.stderr)
+    if stats["skipped"]:
+        print(f"skipped lines: {stats['skipped']}", file=sys.stderr)
+    print(
+        f"wrote {', '.join(stats['files'])} in {args.output_dir}/{stats['dataset']}",
+        file=sys.stderr,
+    )
     return 0

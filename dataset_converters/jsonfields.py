@@ -1,14 +1,28 @@
-"""Read a few top-level fields from JSON-lines records without parsing whole lines.
+"""Read a few top-level fields from JSON-lines dumps without parsing whole lines.
 
 ``json.loads`` builds every value of a line, review texts included, and is the bottleneck on
-multi-GB dumps. :class:`JsonFields` instead finds each needed ``"key":`` with ``bytes.find`` (or
-``rfind`` when the sample line shows the key after the long text) and parses only that scalar.
+multi-GB dumps. :class:`JsonFields` reads in three tiers, each falling back to the next:
+
+1. **bulk**: one regular expression, built from the key order of a sample line, runs over a
+   1 MiB block with ``findall``, so a whole block is matched in C. Gaps before keys near the start
+   are skipped lazily; the first key past the middle of the sample (after the long text) is
+   reached greedily from the end of the line. Each gap-and-key step is an atomic group, so a
+   line that does not fit fails at once instead of backtracking. The regex engine steps over
+   gaps byte by byte, so this tier is used only when the sample's keys lie within
+   :data:`BULK_REACH` bytes of the line's ends (Amazon, Yelp), not mid-line (Adressa).
+2. **per line**: ``bytes.find`` for each ``"key":``; this also handles absent optional keys.
+3. **full parse**: ``json.loads`` (or ``ast.literal_eval`` for Python-literal dumps, never
+   ``eval``), which also decides whether a line is malformed.
+
 In valid JSON a quoted key followed by ``:`` cannot occur inside a string (its inner quotes are
-escaped), so this finds the real key. Whenever the fast path is unsure (no ``{...}`` framing, an
-escaped or unusual value, a raw tab, a required key not found) the line goes through
-``json.loads``, which also decides whether it is malformed. The fast path does not validate the
-parts of a line it skips: a line whose needed fields are intact is read even if other parts are
-broken.
+escaped), so tiers 1-2 find the real key (nested objects reusing a needed key name are not
+expected in these dumps). They take only plain values (strings without escapes or control
+characters, plain numbers) and check that the line is framed by ``{`` ... ``}``; they do not
+validate the parts of a line they skip, so a line whose needed fields are intact is read even if
+another part is broken.
+
+Values come back as UTF-8 bytes, numbers as their JSON text, ready to be written to a TSV file;
+an absent optional field reads as ``b""``.
 """
 
 from __future__ import annotations
@@ -16,14 +30,23 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
-from .base import clean_id
+from . import base
+from .base import LIMIT, LineLog, clean_id, open_binary
 
-STR, NUM, FLOAT = "str", "num", "float"  # kinds: id string, int (or float), float
-_FRAMED = (b"}\n", b"}", b"}\r\n")
-_LIMIT = 1e300  # also rejects NaN and infinities
+STR, NUM, FLOAT = "str", "num", "float"  # kinds: id string, integer >= 0, any JSON number
+_VALUE = {
+    STR: rb'"([^"\\\x00-\x1f]+)"',
+    NUM: rb"(\d+)(?=[\s,}])",
+    FLOAT: rb"(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?)(?=[\s,}])",
+}
+_FIRST = itemgetter(0)
+BULK_REACH = 300  # bytes the bulk regex may have to walk per line before tier 2 is faster
 
 
 class Malformed(Exception):
@@ -34,89 +57,133 @@ class Malformed(Exception):
 class Field:
     key: str
     kind: str = STR
-    required: bool = True
+    required: bool = True  # an absent optional field reads as b""
+    convert: Callable[[bytes], bytes] | None = None  # for a required field; ValueError: bad
 
-
-def _number(value: Any, kind: str) -> int | float | None:
-    """Coerce a parsed JSON value to a number, or None when it is not one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        try:
-            value = int(value) if kind == NUM and value.strip().lstrip("-").isdigit() else float(
-                value
-            )
-        except ValueError:
-            return None
-    if isinstance(value, int):
-        return float(value) if kind == FLOAT else value
-    if isinstance(value, float) and -_LIMIT < value < _LIMIT:
-        return int(value) if kind == NUM and value.is_integer() else value
-    return None
+    def __post_init__(self) -> None:
+        if self.convert and not self.required:
+            raise ValueError("convert is for required fields")
 
 
 class JsonFields:
-    """Extract ``fields`` from JSON-lines records shaped like ``sample`` (a parsed first line).
+    """Extract ``fields`` from the JSON-lines files whose first lines are ``head``.
 
-    Calling the object on a raw line returns the values in field order: ids as UTF-8 bytes,
-    numbers as int/float, and None for an absent optional field. It raises :class:`Malformed`.
+    :meth:`records` yields, per block, the number of its first line and one entry per line:
+    the tuple of field values, or None for a blank or malformed line (already logged).
     """
 
     def __init__(
-        self, fields: Sequence[Field], sample: bytes, *, python_literals: bool = False
+        self, fields: Sequence[Field], head: Sequence[bytes], *, python_literals: bool = False
     ) -> None:
+        if len(fields) < 2:
+            raise ValueError("JsonFields needs at least two fields")
         self.fields = tuple(fields)
         self.python_literals = python_literals
-        self._plan = []
-        for f in self.fields:
-            needle = b'"%s":' % f.key.encode()
-            # Keys after the midpoint of the sample follow the long text: search from the end.
-            back = sample.find(needle) > len(sample) // 2
-            finder = bytes.rfind if back else bytes.find
-            self._plan.append((finder, needle, len(needle), f.kind, f.required))
+        samples = list(_parsed(head, python_literals))
+        if not samples:
+            raise Malformed(f"no JSON object in the first {len(head)} line(s)")
+        self.sample = samples[0][1]
+        full = next((s for s in samples if all(f.key in s[1] for f in fields)), None)
+        bulk = full and _bulk_pattern(self.fields, *full)
+        self._bulk, self._pick = bulk or (None, None)
+        self._plan = _line_plan(self.fields, samples[0][0])
+        self._converts = [(i, f.key, f.convert) for i, f in enumerate(fields) if f.convert]
 
-    def __call__(self, line: bytes) -> list[Any]:
-        values = self.fast(line)
-        return self.slow(line) if values is None else values
+    # -- tier 1 --------------------------------------------------------------------------------
 
-    def fast(self, line: bytes) -> list[Any] | None:
-        """The values, or None when the line needs a full parse."""
-        if line[:1] != b"{" or not line.endswith(_FRAMED) or b"\t" in line:
-            return None
-        out: list[Any] = []
-        for finder, needle, size, kind, required in self._plan:
-            p = finder(line, needle)
-            if p < 0:
-                if required:
-                    return None
-                out.append(None)
-                continue
-            p += size
-            if line[p] == 32:  # '": ' (json.dumps) as well as '":' (compact dumps)
-                p += 1
-            if kind is STR:
-                if line[p] != 34:
-                    return None
-                end = line.find(b'"', p + 1)
-                value = line[p + 1 : end]
-                if end < 0 or not value or b"\\" in value:
-                    return None
-                out.append(value)
-                continue
-            end = line.find(b",", p)
-            if end < 0:
-                end = line.find(b"}", p)
+    def records(
+        self, path: Path, log: LineLog
+    ) -> Iterator[tuple[int, list[tuple[bytes, ...] | None]]]:
+        pick = self._pick
+        for first, n, block in _blocks(path):
+            matches = self._bulk.findall(block) if self._bulk else []
+            records = None
+            if len(matches) == n and all(map(_FIRST, matches)):  # group 1 is "{" if it fit
+                records = list(map(pick, matches))
+                if self._converts:
+                    try:
+                        records = self._convert_all(records)
+                    except ValueError:
+                        records = None
+            if records is None:  # one line at a time, so malformed lines are met in file order
+                if len(matches) != n:  # no bulk pattern: every line takes tier 2
+                    matches = [(b"", line) for line in block.split(b"\n")]
+                records = [self._record(m, path, first + k, log) for k, m in enumerate(matches)]
+            log.lines += n
+            yield first, records
+
+    def _convert_all(self, records: list[tuple[bytes, ...]]) -> list[tuple[bytes, ...]]:
+        """Apply the converters column-wise (in C via map and zip); raises ValueError."""
+        if not records:
+            return records
+        columns: list[Iterable[bytes]] = list(zip(*records))
+        for i, _, convert in self._converts:
+            columns[i] = list(map(convert, columns[i]))
+        return list(zip(*columns))
+
+    def _record(
+        self, match: tuple[bytes, ...], path: Path, lineno: int, log: LineLog
+    ) -> tuple[bytes, ...] | None:
+        """The values of one line: from the bulk match if it fit, else from tiers 2-3."""
+        values = self._pick(match) if match[0] else self._line(match[-1], path, lineno, log)
+        if values is None or not self._converts:
+            return values
+        out = list(values)
+        for i, key, convert in self._converts:
             try:
-                number = int(line[p:end]) if kind is NUM else float(line[p:end])
+                out[i] = convert(out[i])
             except ValueError:
+                log.bad(path, lineno, f"bad {key}: {out[i][:40].decode(errors='replace')!r}")
                 return None
-            if not -_LIMIT < number < _LIMIT:
-                return None
-            out.append(number)
-        return out
+        return tuple(out)
 
-    def slow(self, line: bytes) -> list[Any]:
-        """Parse the whole line; raises :class:`Malformed` with a reason."""
+    # -- tiers 2 and 3 -------------------------------------------------------------------------
+
+    def _line(self, line: bytes, path: Path, lineno: int, log: LineLog) -> tuple[Any, ...] | None:
+        values = self.fast(line)
+        if values is not None:
+            return values
+        if not line.strip():
+            log.skip("blank")
+            return None
+        try:
+            return self.slow(line)
+        except Malformed as exc:
+            log.bad(path, lineno, str(exc))
+            return None
+
+    def fast(self, line: bytes) -> tuple[Any, ...] | None:
+        """Tier 2: the values found with ``bytes.find``, or None when unsure."""
+        try:
+            if line[0] != 123 or (line[-1] != 125 and line.rstrip()[-1] != 125):
+                return None
+            out: list[Any] = []
+            for finder, needle, size, kind, required, key in self._plan:
+                p = finder(line, needle)
+                if p < 0:
+                    if required or line.find(key) >= 0:  # absent, or present in another shape
+                        return None
+                    out.append(b"")
+                    continue
+                p += size
+                if kind is STR:
+                    end = line.find(34, p)
+                    value = line[p:end]
+                    if end < 0 or not value or 92 in value or 9 in value or 13 in value:
+                        return None
+                else:
+                    end = line.find(44, p)
+                    value = line[p : end if end >= 0 else line.find(125, p)].strip()
+                    number = int(value) if kind is NUM else float(value)
+                    if not -LIMIT < number < LIMIT or b"_" in value or (kind is NUM and number < 0):
+                        return None
+                out.append(value)
+            return tuple(out)
+        except (ValueError, IndexError):
+            return None
+
+    def slow(self, line: bytes) -> tuple[Any, ...]:
+        """Tier 3: parse the whole line; raises :class:`Malformed` with a reason."""
         record = parse_object(line, self.python_literals)
         out: list[Any] = []
         for f in self.fields:
@@ -124,13 +191,104 @@ class JsonFields:
             if value is None:
                 if f.required:
                     raise Malformed(f"missing {f.key}")
-                out.append(None)
+                out.append(b"")
                 continue
             parsed = clean_id(value) if f.kind is STR else _number(value, f.kind)
             if parsed is None:
                 raise Malformed(f"bad {f.key}: {str(value)[:40]!r}")
             out.append(parsed)
-        return out
+        return tuple(out)
+
+
+def first_object(lines: Sequence[bytes], python_literals: bool = False) -> dict[str, Any]:
+    """The first of ``lines`` that parses as an object; raises :class:`Malformed`."""
+    for _, record in _parsed(lines, python_literals):
+        return record
+    raise Malformed(f"no JSON object in the first {len(lines)} line(s)")
+
+
+def _parsed(lines: Sequence[bytes], python_literals: bool) -> Iterator[tuple[bytes, dict]]:
+    for line in lines:
+        try:
+            yield line, parse_object(line, python_literals)
+        except Malformed:
+            continue
+
+
+def _bulk_pattern(
+    fields: Sequence[Field], line: bytes, sample: dict[str, Any]
+) -> tuple[re.Pattern[bytes], Callable[[tuple[bytes, ...]], tuple[bytes, ...]]] | None:
+    """``^({) gap "k1": v1 gap "k2": v2 ... }$ | ^(line)$`` with the keys in the sample's order.
+
+    Also returns the itemgetter that turns a match into the values in the fields' order. None
+    when the regex would have to walk more than :data:`BULK_REACH` bytes of the sample.
+    """
+    keys = list(sample)
+    ordered = sorted(fields, key=lambda f: keys.index(f.key))
+    where = {f.key: line.find(b'"' + f.key.encode() + b'":') for f in ordered}
+    early = [p for p in where.values() if p <= len(line) // 2]
+    late = [p for p in where.values() if p > len(line) // 2]
+    if max(early, default=0) + (len(line) - min(late, default=len(line))) > BULK_REACH:
+        return None
+    parts = [rb"^(\{)"]
+    greedy_used = False
+    for f in ordered:
+        is_late = where[f.key] > len(line) // 2
+        gap = rb".*" if is_late and not greedy_used else rb".*?"
+        greedy_used |= is_late
+        step = b"(?>" + gap + b'"' + re.escape(f.key.encode()) + b'": ?' + _VALUE[f.kind] + b")"
+        parts.append(step if f.required else b"(?:" + step + b")?")
+    parts.append(rb".*\}\r?$|^(.*)$")
+    pattern = re.compile(b"".join(parts), re.MULTILINE)
+    return pattern, itemgetter(*(1 + ordered.index(f) for f in fields))
+
+
+def _line_plan(fields: Sequence[Field], sample: bytes) -> list[tuple[Any, ...]]:
+    sep = b": " if sample.find(b'": ') >= 0 else b":"  # json.dumps style or compact
+    plan = []
+    for f in fields:
+        key = b'"' + f.key.encode() + b'":'
+        needle = key + sep[1:] + (b'"' if f.kind is STR else b"")  # up to the value
+        # Keys after the middle of the sample follow the long text: search from the end.
+        finder = bytes.rfind if sample.find(key) > len(sample) // 2 else bytes.find
+        plan.append((finder, needle, len(needle), f.kind, f.required, key))
+    return plan
+
+
+def _blocks(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(first line number, number of lines, block of whole lines without the last newline)."""
+    first, rest = 1, b""
+    with open_binary(path) as f:
+        while data := f.read(base.BATCH_BYTES):
+            data = rest + data
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            block, rest = data[:cut], data[cut + 1 :]
+            n = block.count(b"\n") + 1
+            yield first, n, block
+            first += n
+    if rest:
+        yield first, rest.count(b"\n") + 1, rest
+
+
+def _number(value: Any, kind: str) -> bytes | None:
+    """A parsed JSON number (or numeric string) as text, or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value) if value.strip().isdigit() else float(value)
+        except ValueError:
+            return None
+    if isinstance(value, float) and value.is_integer() and kind is NUM:
+        value = int(value)
+    if isinstance(value, int):
+        return str(value).encode() if kind is not NUM or value >= 0 else None
+    if isinstance(value, float) and -LIMIT < value < LIMIT and kind is FLOAT:
+        return repr(value).encode()
+    return None
 
 
 def parse_object(line: bytes, python_literals: bool = False) -> dict[str, Any]:
@@ -149,13 +307,3 @@ def parse_object(line: bytes, python_literals: bool = False) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise Malformed("not a JSON object")
     return record
-
-
-def sniff(lines: Sequence[bytes], python_literals: bool = False) -> tuple[bytes, dict[str, Any]]:
-    """The first line of ``lines`` that parses as an object, and that object."""
-    for line in lines:
-        try:
-            return line, parse_object(line, python_literals)
-        except Malformed:
-            continue
-    raise Malformed(f"no JSON object in the first {len(lines)} line(s)")

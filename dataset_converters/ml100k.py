@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from .base import (
+    LIMIT,
     ConversionError,
+    FlagBelow,
     LineLog,
     Options,
     Row,
     convert_rows,
     head,
-    open_binary,
+    line_batches,
     resolve_inputs,
 )
 
@@ -47,34 +49,44 @@ def _columns(path: Path) -> list[int]:
     return [names.index(n) for n in NEEDED]
 
 
-def _rows(files: Sequence[Path], log: LineLog) -> Iterator[Row]:
+def _rows(files: Sequence[Path], log: LineLog) -> Iterator[list[Row]]:
     for path in files:
-        cols = _columns(path)
-        width = max(cols) + 1
-        cu, ci, cr, ct = cols
-        lineno = 0
-        with open_binary(path) as f:
-            next(f)  # the header
-            for lineno, line in enumerate(f, 2):
+        cu, ci, cr, ct = _columns(path)
+        width = max(cu, ci, cr, ct) + 1
+        flag = FlagBelow(3)
+        header_pending = True
+        for first, lines in line_batches(path):
+            rows: list[Row] = []
+            for lineno, line in enumerate(lines, first):
                 fields = line.split(b"\t")
+                if header_pending and line.strip():
+                    header_pending = False
+                    continue
                 if len(fields) < width:
-                    if line.strip():
-                        log.bad(path, lineno, f"expected {width} tab-separated fields")
-                    else:
-                        log.skip("blank")
+                    _short(line, path, lineno, log)
                     continue
                 user, item = fields[cu].strip(), fields[ci].strip()
+                rating, ts = fields[cr].strip(), fields[ct].strip()
                 try:
-                    rating = float(fields[cr])
-                    ts = int(fields[ct]) if fields[ct].strip().isdigit() else float(fields[ct])
+                    fp = flag(rating)
+                    if not -LIMIT < float(ts) < LIMIT:
+                        raise ValueError(ts)
                 except ValueError:
                     log.bad(path, lineno, "non-numeric rating or timestamp")
                     continue
-                if not user or not item or rating != rating:
-                    log.bad(path, lineno, "empty id or NaN rating")
+                if not user or not item:
+                    log.bad(path, lineno, "empty id")
                     continue
-                yield user, item, rating, ts, rating < 3
-        log.lines += lineno
+                rows.append((user, item, rating, ts, fp))
+            log.lines += len(lines)
+            yield rows
+
+
+def _short(line: bytes, path: Path, lineno: int, log: LineLog) -> None:
+    if line.strip():
+        log.bad(path, lineno, "too few tab-separated fields")
+    else:
+        log.skip("blank")
 
 
 def convert(
