@@ -1,10 +1,14 @@
 """Bad settings raise ValueError before any training, naming the valid choices."""
 
+from pathlib import Path
+
 import pytest
 
 from recbole_adt.config import Config
 from recbole_adt.data import ADTDataset
 from tests.pipeline import prepare
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -54,3 +58,15 @@ def test_command_line_overrides_config_files(tmp_path, base_config, monkeypatch)
 def test_default_dataset_is_embedded(monkeypatch):
     config = Config("GMF")
     assert config["dataset"] == "ml-100k-fp" and config["topk"] == [10, 20]
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(str(p) for p in (ROOT / "properties").rglob("*.yaml")),
+    ids=lambda p: Path(p).name,
+)
+def test_shipped_configs_load(path, base_config):
+    config = Config("GMF", config_file_list=[path], config_dict={"dataset": "planted"})
+    assert config["adt_loss"] in ("CE", "TCE", "RCE")
+    # the validation metric is one of the reported cut-offs
+    assert int(config["valid_metric"].split("@")[1]) in config["topk"]

@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,8 +22,6 @@ def convert(*args, cwd):
 @pytest.fixture
 def project_on_path(monkeypatch):
     """The subprocesses import dataset_converters from this checkout, installed or not."""
-    from pathlib import Path
-
     root = str(Path(__file__).resolve().parents[1])
     monkeypatch.setenv("PYTHONPATH", root)
     return root
@@ -91,7 +90,7 @@ def test_authors_split_trains_with_benchmark_filename(tmp_path, project_on_path)
         "--dataset=toy",
         f"--data_path={out}",
         "--epochs=1",
-        "--benchmark_filename=['train','valid','test']",
+        f"--config_files={Path(project_on_path) / 'properties/datasets/denoisingrec.yaml'}",
         cwd=tmp_path,
     )
     assert f"kept {len(parts['test'])} true positives of {len(parts['test'])}" in output

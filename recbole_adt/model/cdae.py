@@ -38,6 +38,12 @@ class CDAE(DenoisingLossMixin, RecBoleCDAE):
         loss = self.matrix_loss(logits, ratings, self._false_positive_matrix(users))
         return loss + self._regularization()
 
+    def predict(self, interaction):
+        # RecBole's version indexes with a list of tensors, which torch deprecates.
+        users, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
+        scores = self.o_act(self.forward(self.get_rating_matrix(users), users))
+        return scores[torch.arange(len(items), device=self.device), items]
+
     def _regularization(self) -> torch.Tensor:
         # RecBole's CDAE penalties, unchanged.
         l1 = self.h_user.weight.norm(p=1) + self.h_item.weight.norm(p=1)
