@@ -12,8 +12,8 @@ from recbole_adt import trainer as adt_trainers
 
 def get_model(model_name: str) -> type:
     """Our GMF, NeuMF or CDAE by name; any other name is looked up in RecBole."""
-    if model_name in adt_models.__all__:
-        return getattr(adt_models, model_name)
+    if model_name in adt_models.MODELS:
+        return adt_models.MODELS[model_name]
     return recbole_get_model(model_name)
 
 

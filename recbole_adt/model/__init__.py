@@ -5,4 +5,6 @@ from recbole_adt.model.denoising import DenoisingLossMixin
 from recbole_adt.model.gmf import GMF
 from recbole_adt.model.neumf import NeuMF
 
-__all__ = ["CDAE", "GMF", "DenoisingLossMixin", "NeuMF"]
+MODELS = {model.__name__: model for model in (GMF, NeuMF, CDAE)}
+
+__all__ = ["CDAE", "GMF", "MODELS", "DenoisingLossMixin", "NeuMF"]
