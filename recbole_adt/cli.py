@@ -24,7 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config_files", default=None, help="space-separated yaml files")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, one run per seed")
     # The rest (--epochs=5, ...) stays in sys.argv, where RecBole's Config reads it.
-    args, _ = parser.parse_known_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.seeds and any(arg.startswith("--seed=") for arg in rest):
+        parser.error("--seed and --seeds together: the command line --seed would win every run")
     return args
 
 

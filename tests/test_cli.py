@@ -62,3 +62,11 @@ def test_embedded_default_dataset(tmp_path):
     assert "The number of inters: 100000" in output
     assert re.search(r"Clean test: kept \d+ true positives", output)
     assert re.search(r"test result.*'ndcg@20', 0\.\d+", output)
+
+
+def test_seed_and_seeds_conflict():
+    from recbole_adt.cli import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--seeds=1,2", "--seed=3"])
+    assert parse_args(["--seeds=1,2", "--epochs=3"]).seeds == "1,2"
