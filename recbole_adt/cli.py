@@ -16,6 +16,7 @@ from recbole_adt.quick_start import run_recbole_adt, run_seeds
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # --seed (a RecBole setting) must not read as --seeds
         description=__doc__.splitlines()[0],
         epilog="Other --key=value options are RecBole settings (e.g. --epochs=5 --topk=[50,100]).",
     )
