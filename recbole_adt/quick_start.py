@@ -1,4 +1,5 @@
-"""Train and test one model, or one model over several seeds, the way ``run_recbole`` does.
+"""Train and test one model, or one model over several seeds, the way ``run_recbole`` does;
+reload a saved run with :func:`load_data_and_model`.
 
 Differences from ``recbole.quick_start.run_recbole``: models and trainers are looked up here first,
 the dataset is an :class:`~recbole_adt.data.ADTDataset` (clean test split), and checkpoints load on
@@ -96,3 +97,23 @@ def summarize(results: list[dict]) -> dict[str, tuple[float, float]]:
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         summary[metric] = (statistics.fmean(values), std)
     return summary
+
+
+def load_data_and_model(model_file):
+    """Rebuild the config, data and trained model of a checkpoint saved by our trainers.
+
+    Like ``recbole.quick_start.load_data_and_model``, which cannot read these weights-only
+    checkpoints. Returns ``config, model, dataset, train_data, valid_data, test_data``.
+    """
+    checkpoint = torch.load(model_file, map_location="cpu")  # weights_only: plain data only
+    saved = checkpoint["config"]
+    config = Config(saved["model"], saved["dataset"], config_dict=checkpoint["external_config"])
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset = build_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data

@@ -83,3 +83,15 @@ def test_rce_log_reports_weights(base_config, caplog):
         trainer.fit(train, valid, saved=False)
     line = next(r.getMessage() for r in caplog.records if "training" in r.getMessage())
     assert "mean weight clean" in line and "mean weight FP" in line
+
+
+def test_saved_run_reloads_with_same_test_result(base_config):
+    from recbole_adt.quick_start import load_data_and_model, run_recbole_adt
+    from recbole_adt.utils import get_trainer
+
+    settings = {**base_config, "adt_loss": "RCE", "state": "WARNING"}
+    result = run_recbole_adt("NeuMF", config_dict=settings)
+    config, model, _, _, _, test = load_data_and_model(result["model_file"])
+    assert config["adt_loss"] == "RCE" and config["dataset"] == "planted"
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    assert trainer.evaluate(test, load_best_model=False) == result["test_result"]

@@ -44,6 +44,10 @@ class WeightsOnlyCheckpointMixin:
     def _checkpoint_state(self, epoch: int) -> dict:
         return {
             "config": plain_config(self.config),
+            # what the user set (files, dict, command line): enough to rebuild the Config
+            "external_config": {
+                k: v for k, v in self.config.external_config_dict.items() if is_plain(v)
+            },
             "epoch": int(epoch),
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
