@@ -38,8 +38,17 @@ def main(argv: list[str] | None = None) -> None:
         run_recbole_adt(args.model, args.dataset, config_files)
         return
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    summary = run_seeds(seeds, args.model, args.dataset, config_files)["test_summary"]
+    outcome = run_seeds(seeds, args.model, args.dataset, config_files)
     print(f"test result of {args.model} over seeds {seeds} (mean ± sample std):")
+    print_summary(outcome["test_summary"])
+    for key, title in (("group_summary_plain", "plain scores"), ("group_summary", "")):
+        for group, summary in outcome.get(key, {}).items():
+            if group != "overall":
+                print(f" users with {group}" + (f", {title}" if title else "") + ":")
+                print_summary(summary)
+
+
+def print_summary(summary: dict) -> None:
     for metric, (mean, std) in summary.items():
         print(f"  {metric}: {mean:.4f} ± {std:.4f}")
 

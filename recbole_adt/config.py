@@ -12,7 +12,11 @@ import os
 from recbole.config import Config as RecBoleConfig
 
 from recbole_adt.data.embedded import EMBEDDED_DATASET
-from recbole_adt.losses import check_beta, check_drop_rate, check_loss_name
+from recbole_adt.data.extra_feedback import check_extra_feedback_settings
+from recbole_adt.evaluation import colliding_grid
+from recbole_adt.losses import check_beta, check_drop_rate, check_loss_name, check_nr_weights
+from recbole_adt.model.nmtr import check_nmtr_loss_weights
+from recbole_adt.phases import parse_phases
 from recbole_adt.schedule import check_num_gradual
 from recbole_adt.utils import get_model
 
@@ -55,8 +59,25 @@ class Config(RecBoleConfig):
         check_drop_rate(settings["drop_rate"])
         check_num_gradual(settings["num_gradual"])
         check_beta(settings["beta"])
+        check_nr_weights(settings["nr_click_weight"], settings["nr_negative_weight"])
+        if settings.get("nmtr_loss_weights") is not None:
+            check_nmtr_loss_weights(settings["nmtr_loss_weights"])
+        parse_phases(settings["phases"], settings["epochs"])
+        check_extra_feedback_settings(settings)
+        colliding_grid(settings)
+        self._load_extra_feedback_field()
         if settings["clean_test"] and not settings["fp_field"]:
             raise ValueError(
                 "clean_test needs fp_field, the name of the false-positive flag field; "
                 "set fp_field (e.g. false_positive) or clean_test: False."
             )
+
+    def _load_extra_feedback_field(self) -> None:
+        """Load the real extra-feedback field with the interactions, unless load_col omits all."""
+        field = self.final_config_dict["extra_feedback_field"]
+        load_col = self.final_config_dict.get("load_col")
+        if not field or not isinstance(load_col, dict):
+            return
+        columns = load_col.get("inter")
+        if isinstance(columns, list) and field not in columns:
+            load_col["inter"] = [*columns, field]

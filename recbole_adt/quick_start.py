@@ -19,6 +19,13 @@ from recbole.utils import ModelType, init_logger, init_seed, set_color
 
 from recbole_adt.config import Config
 from recbole_adt.data import ADTDataset
+from recbole_adt.evaluation import (
+    OVERALL,
+    evaluate_groups,
+    log_groups,
+    ratio_group_loaders,
+    select_colliding,
+)
 from recbole_adt.utils import get_model, get_trainer
 
 # Model types whose dataset class is RecBole's plain Dataset, so the clean split applies.
@@ -64,29 +71,73 @@ def run_recbole_adt(
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
-    test_result = trainer.evaluate(
-        test_data, load_best_model=saved, show_progress=config["show_progress"]
-    )
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
-    return {
+    result = {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
-        "test_result": test_result,
         "model_file": trainer.saved_model_file if saved else None,
+    }
+    extra = getattr(train_data._dataset, "extra_feedback", None)
+    result.update(_test(config, trainer, extra, valid_data, test_data, saved))
+    return result
+
+
+def _test(config, trainer, extra, valid_data, test_data, saved: bool) -> dict:
+    """Test results, overall and per user-ratio group, plain and with colliding inference."""
+    show = config["show_progress"]
+    if extra is None:
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show)
+        logger = getLogger()
+        logger.info(set_color("test result", "yellow") + f": {test_result}")
+        return {"test_result": test_result}
+    groups = ratio_group_loaders(config, test_data, extra, config["ratio_groups"] or [])
+    plain = evaluate_groups(trainer, test_data, groups, load_best_model=saved, show_progress=show)
+    log_groups("test result", plain)
+    outcome = {"test_result": plain[OVERALL], "test_groups": plain}
+    colliding = select_colliding(config, trainer, extra, valid_data)
+    if colliding is None:
+        return outcome
+    mixed = evaluate_groups(
+        trainer, test_data, groups, colliding=colliding, load_best_model=False, show_progress=show
+    )
+    log_groups("test result, colliding inference", mixed)
+    valid = evaluate_groups(
+        trainer, valid_data, {}, colliding=colliding, load_best_model=False, show_progress=show
+    )
+    log_groups("valid result, colliding inference", valid)
+    return {
+        **outcome,
+        "test_result": mixed[OVERALL],
+        "test_groups": mixed,
+        "test_result_plain": plain[OVERALL],
+        "test_groups_plain": plain,
+        "valid_result_colliding": valid[OVERALL],
+        "colliding": {"neighbours": colliding.num_neighbours, "lambda": colliding.lam},
     }
 
 
 def run_seeds(
     seeds, model=None, dataset=None, config_file_list=None, config_dict=None, saved=True
 ) -> dict:
-    """Run once per seed; return each run and the mean and sample std of every test metric."""
+    """Run once per seed; return each run and the mean and sample std of every test metric.
+
+    ``group_summary`` (and ``group_summary_plain`` with colliding inference) hold the same per
+    user-ratio group, for the groups every run has.
+    """
     runs = []
     for seed in seeds:
         run_config = {**(config_dict or {}), "seed": int(seed)}
         runs.append(run_recbole_adt(model, dataset, config_file_list, run_config, saved))
-    return {"runs": runs, "test_summary": summarize([run["test_result"] for run in runs])}
+    outcome = {"runs": runs, "test_summary": summarize([run["test_result"] for run in runs])}
+    for groups, key in (
+        ("test_groups", "group_summary"),
+        ("test_groups_plain", "group_summary_plain"),
+    ):
+        if all(groups in run for run in runs):
+            names = [name for name in runs[0][groups] if all(name in run[groups] for run in runs)]
+            outcome[key] = {name: summarize([run[groups][name] for run in runs]) for name in names}
+    return outcome
 
 
 def summarize(results: list[dict]) -> dict[str, tuple[float, float]]:

@@ -18,10 +18,10 @@ def get_model(model_name: str) -> type:
 
 
 def get_trainer(model_type, model_name: str) -> type:
-    """ADTTrainer for our models; otherwise RecBole's trainer, saving loadable checkpoints."""
+    """PhasedTrainer for our models; else RecBole's trainer, saving loadable checkpoints."""
     model_class = get_model(model_name)
     if issubclass(model_class, adt_models.DenoisingLossMixin):
-        return getattr(adt_trainers, f"{model_name}Trainer", adt_trainers.ADTTrainer)
+        return getattr(adt_trainers, f"{model_name}Trainer", adt_trainers.PhasedTrainer)
     base = recbole_get_trainer(model_type, model_name)
     if not issubclass(base, Trainer):
         return base

@@ -13,6 +13,7 @@ from recbole.data.dataset import Dataset
 from recbole.utils import FeatureType, set_color
 
 from recbole_adt.data.embedded import ensure_embedded_dataset
+from recbole_adt.data.extra_feedback import select_extra_feedback
 
 
 class ADTDataset(Dataset):
@@ -41,6 +42,12 @@ class ADTDataset(Dataset):
 
     def build(self):
         datasets = super().build()
+        train = datasets[0]
+        # D* (extra feedback) comes from the training split alone; models and trainers read it here.
+        train.extra_feedback = select_extra_feedback(self.config, train)
+        if train.extra_feedback is not None:
+            described = train.extra_feedback.describe()
+            self.logger.info(set_color("Extra feedback D*", "pink") + f": {described}")
         if not self.config["clean_test"]:
             return datasets
         *train_valid, test = datasets

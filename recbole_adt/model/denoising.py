@@ -1,22 +1,35 @@
-"""The loss switch shared by every ADT model: CE, T-CE or R-CE on the same logits.
+"""The loss switch shared by every ADT model: CE, T-CE, R-CE or NR on the same logits.
 
 A model mixes in :class:`DenoisingLossMixin`, calls :meth:`_init_denoising` at the end of its
 ``__init__`` and routes its logits through :meth:`pointwise_loss` (one logit per interaction) or
 :meth:`matrix_loss` (a user x item reconstruction, as CDAE).
 :class:`~recbole_adt.trainer.ADTTrainer` sets :attr:`drop_rate` before each batch and reads
 :attr:`denoising_stats` after each epoch.
+
+NR (:func:`~recbole_adt.losses.nr_weighted_bce`, the section 5.3 baseline of Wen et al.) needs the
+extra feedback :math:`D^*` of the training split and batches of (user, item, label) rows: its
+negatives are RecBole's usual sampled ones (``train_neg_sample_args``; by default one uniformly
+sampled non-interacted item per training interaction), its "other clicks" are the batch's
+positives outside :math:`D^*`. Models trained on whole user rows (CDAE) do not support it.
 """
 
 from __future__ import annotations
 
-import torch
+import dataclasses
 
+import torch
+from recbole.data.dataloader import TrainDataLoader
+from recbole.data.utils import get_dataloader
+
+from recbole_adt.data.extra_feedback import ExtraFeedback
 from recbole_adt.losses import (
     bce,
     check_beta,
     check_loss_name,
+    check_nr_weights,
     drop_count,
     largest_loss_positives,
+    nr_weighted_bce,
     rce_weight,
 )
 
@@ -32,7 +45,7 @@ STAT_NAMES = (
 
 
 class DenoisingLossMixin:
-    """Adds ``adt_loss`` (CE | TCE | RCE) to a RecBole model without touching anything else."""
+    """Adds ``adt_loss`` (CE | TCE | RCE | NR) to a RecBole model without touching anything else."""
 
     def _init_denoising(self, config, dataset) -> None:
         self.adt_loss = check_loss_name(config["adt_loss"])
@@ -42,7 +55,40 @@ class DenoisingLossMixin:
         # The flag only feeds diagnostics here; the clean test split is the dataset's job.
         self.FP_FIELD = fp_field if fp_field in dataset.field2type else None
         self.drop_rate = 0.0  # epsilon(T) of the current batch, set by the trainer
+        self.extra_feedback = None  # D*, on the model's device; only the losses that need it
+        if self.adt_loss == "NR":
+            self.nr_click_weight, self.nr_negative_weight = check_nr_weights(
+                config["nr_click_weight"], config["nr_negative_weight"]
+            )
+            self._check_nr_batches(config)
+            self.extra_feedback = self._require_extra_feedback(dataset, "adt_loss NR")
         self.reset_denoising_stats()
+
+    def _check_nr_batches(self, config) -> None:
+        """NR weighs sampled negatives: it needs RecBole's TrainDataLoader with a sampler."""
+        loader = get_dataloader(config, "train")
+        sampling = config["train_neg_sample_args"]["distribution"] != "none"
+        if not (issubclass(loader, TrainDataLoader) and sampling):
+            raise ValueError(
+                f"adt_loss NR trains on (user, item, label) rows with sampled negatives, but "
+                f"{config['model']} trains on {loader.__name__} batches"
+                + ("" if sampling else " without sampled negatives")
+                + ". NR works with pointwise models such as GMF and NeuMF and a "
+                "train_neg_sample_args sampler; for CDAE use adt_loss CE, TCE or RCE."
+            )
+
+    def _require_extra_feedback(self, dataset, needed_by: str) -> ExtraFeedback:
+        """The training split's D*, with its lookup keys on the model's device, or ValueError."""
+        extra = getattr(dataset, "extra_feedback", None)
+        if extra is None or len(extra) == 0:
+            raise ValueError(
+                f"{needed_by} needs extra feedback D*, which dataset "
+                f"{getattr(dataset, 'dataset_name', '?')!r} does not have"
+                + ("" if extra is None else " (D* is empty)")
+                + ": set fp_field for simulated extra feedback (see extra_feedback_ratio) or "
+                "extra_feedback_field for real extra feedback."
+            )
+        return dataclasses.replace(extra, keys=extra.keys.to(self.device))
 
     def reset_denoising_stats(self) -> None:
         # Kept as a tensor so that no batch pays for a device sync.
@@ -55,6 +101,8 @@ class DenoisingLossMixin:
         """Mean loss over a batch of (user, item, label) rows, positives and sampled negatives."""
         labels = interaction[self.LABEL]
         false_positive = interaction[self.FP_FIELD] if self.FP_FIELD in interaction else None
+        if self.adt_loss == "NR":
+            return self._nr_loss(logits, labels, false_positive, interaction)
         loss = bce(logits, labels, reduction="none")
         num_drop = drop_count(self.drop_rate, loss.numel())
         loss, dropped = self._denoise(loss, logits, labels, false_positive, num_drop)
@@ -65,9 +113,28 @@ class DenoisingLossMixin:
         self, logits: torch.Tensor, labels: torch.Tensor, false_positive: torch.Tensor | None
     ) -> torch.Tensor:
         """Summed loss over a user x item matrix; T-CE drops a share of each row's positives."""
+        if self.adt_loss == "NR":  # _init_denoising rejects NR for models trained on rows
+            raise ValueError("adt_loss NR supports pointwise batches only, not a matrix loss.")
         loss = bce(logits, labels, reduction="none")
         num_drop = drop_count(self.drop_rate, (labels > 0.5).sum(-1))
         return self._denoise(loss, logits, labels, false_positive, num_drop)[0].sum()
+
+    def _nr_loss(self, logits, labels, false_positive, interaction) -> torch.Tensor:
+        """NR on a batch: D* positives, other clicks and sampled items negative (mean over rows)."""
+        reliable = self.extra_feedback.contains(
+            interaction[self.USER_ID], interaction[self.ITEM_ID]
+        )
+        loss = nr_weighted_bce(
+            logits,
+            labels,
+            reliable,
+            click_weight=self.nr_click_weight,
+            negative_weight=self.nr_negative_weight,
+            reduction="none",
+        )
+        # Neither T-CE nor R-CE applies: _denoise only counts positives and false positives.
+        loss, _ = self._denoise(loss, logits, labels, false_positive, 0)
+        return loss.mean()
 
     def _denoise(self, loss, logits, labels, false_positive, num_drop):
         """Apply the configured loss to per-entry CE values; dropped entries become exactly 0.

@@ -14,9 +14,10 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
 from recbole_adt.model.denoising import DenoisingLossMixin
+from recbole_adt.model.extra_feedback import ExtraFeedbackMixin
 
 
-class GMF(DenoisingLossMixin, GeneralRecommender):
+class GMF(ExtraFeedbackMixin, DenoisingLossMixin, GeneralRecommender):
     """Element-wise product of user and item factors, weighted by a learned vector ``h``."""
 
     input_type = InputType.POINTWISE
@@ -52,3 +53,7 @@ class GMF(DenoisingLossMixin, GeneralRecommender):
         weighted = user * self.predict_layer.weight
         logits = weighted @ self.item_embedding.weight.T + self.predict_layer.bias
         return torch.sigmoid(logits).view(-1)
+
+    def user_representations(self) -> torch.Tensor:
+        """The user factors p_u: GMF's user space."""
+        return self.user_embedding.weight

@@ -12,9 +12,10 @@ import torch
 from recbole.model.general_recommender.neumf import NeuMF as RecBoleNeuMF
 
 from recbole_adt.model.denoising import DenoisingLossMixin
+from recbole_adt.model.extra_feedback import ExtraFeedbackMixin
 
 
-class NeuMF(DenoisingLossMixin, RecBoleNeuMF):
+class NeuMF(ExtraFeedbackMixin, DenoisingLossMixin, RecBoleNeuMF):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self._init_denoising(config, dataset)
@@ -38,6 +39,15 @@ class NeuMF(DenoisingLossMixin, RecBoleNeuMF):
             hidden = self._mlp_all_items(self.user_mlp_embedding(user))
             logits = logits + hidden @ weight[offset:]
         return torch.sigmoid(logits).reshape(-1)
+
+    def user_representations(self) -> torch.Tensor:
+        """Both user embeddings side by side: the GMF part and the MLP part (each one in use)."""
+        parts = []
+        if self.mf_train:
+            parts.append(self.user_mf_embedding.weight)
+        if self.mlp_train:
+            parts.append(self.user_mlp_embedding.weight)
+        return torch.cat(parts, dim=1)
 
     def _mlp_all_items(self, user_mlp: torch.Tensor) -> torch.Tensor:
         """The MLP tower's output for each user in the batch x every item: (users, items, last)."""

@@ -1,6 +1,7 @@
-"""Trainers: ADT's drop-rate schedule, and weights-only checkpoints for every RecBole trainer."""
+"""Trainers: ADT's drop-rate schedule, training phases, and weights-only checkpoints."""
 
 from recbole_adt.trainer.adt_trainer import ADTTrainer
 from recbole_adt.trainer.checkpoint import WeightsOnlyCheckpointMixin
+from recbole_adt.trainer.phased_trainer import PhasedTrainer
 
-__all__ = ["ADTTrainer", "WeightsOnlyCheckpointMixin"]
+__all__ = ["ADTTrainer", "PhasedTrainer", "WeightsOnlyCheckpointMixin"]

@@ -7,7 +7,6 @@ The iteration counter T runs across epochs, is saved in every checkpoint and res
 
 from __future__ import annotations
 
-import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
@@ -33,12 +32,18 @@ class ADTTrainer(WeightsOnlyCheckpointMixin, Trainer):
             self.adt_iteration, drop_rate=self.max_drop_rate, num_gradual=self.num_gradual
         )
 
+    def _counts_adt_iterations(self) -> bool:
+        """Whether this epoch's batches advance T (phases other than ADT do not)."""
+        return True
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         loss_func = loss_func or self.model.calculate_loss
 
+        counts = self._counts_adt_iterations()
+
         def scheduled_loss(interaction):
             self.model.drop_rate = self.current_drop_rate()
-            self.adt_iteration += 1
+            self.adt_iteration += counts
             return loss_func(interaction)
 
         self.model.reset_denoising_stats()
@@ -74,8 +79,7 @@ class ADTTrainer(WeightsOnlyCheckpointMixin, Trainer):
     def _checkpoint_state(self, epoch: int) -> dict:
         return {**super()._checkpoint_state(epoch), "adt_iteration": self.adt_iteration}
 
-    def resume_checkpoint(self, resume_file):
-        super().resume_checkpoint(resume_file)
-        checkpoint = torch.load(str(resume_file), map_location="cpu", weights_only=True)
+    def _restore_checkpoint_state(self, checkpoint: dict) -> None:
+        super()._restore_checkpoint_state(checkpoint)
         self.adt_iteration = int(checkpoint.get("adt_iteration", 0))
         self.logger.info(f"Resumed ADT iteration counter at T = {self.adt_iteration}")

@@ -56,6 +56,34 @@ class WeightsOnlyCheckpointMixin:
             "optimizer": self.optimizer.state_dict(),
         }
 
+    def resume_checkpoint(self, resume_file):
+        """Continue training from a checkpoint, loaded weights-only, into a new checkpoint file.
+
+        Unlike RecBole's, this never unpickles arbitrary objects, and the resumed file stays as
+        it was: the run saves to a fresh name, starting with a copy of the resumed state.
+        """
+        resume_file = str(resume_file)
+        checkpoint = torch.load(resume_file, map_location=self.device, weights_only=True)
+        self._restore_checkpoint_state(checkpoint)
+        self._save_checkpoint(int(checkpoint["epoch"]), verbose=False)
+        self.logger.info(
+            f"Resumed {resume_file} at epoch {self.start_epoch}; saving to {self.saved_model_file}"
+        )
+
+    def _restore_checkpoint_state(self, checkpoint: dict) -> None:
+        """Set the trainer and model from :meth:`_checkpoint_state`'s dict (subclasses add keys)."""
+        if checkpoint["config"]["model"].lower() != self.config["model"].lower():
+            raise ValueError(
+                f"The checkpoint holds a {checkpoint['config']['model']} model, not "
+                f"{self.config['model']}: resume with --model={checkpoint['config']['model']}."
+            )
+        self.start_epoch = int(checkpoint["epoch"]) + 1
+        self.cur_step = int(checkpoint["cur_step"])
+        self.best_valid_score = float(checkpoint["best_valid_score"])
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return

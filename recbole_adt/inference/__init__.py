@@ -1,0 +1,17 @@
+"""Post-prediction hooks. ``colliding``: colliding inference, paper section 3.4.2, Eq. (8)."""
+
+from recbole_adt.inference.colliding import (
+    CollidingInference,
+    colliding_hook,
+    dense_colliding_scores,
+    nearest_neighbours,
+    validate_colliding_settings,
+)
+
+__all__ = [
+    "CollidingInference",
+    "colliding_hook",
+    "dense_colliding_scores",
+    "nearest_neighbours",
+    "validate_colliding_settings",
+]

@@ -1,0 +1,435 @@
+r"""Colliding inference (Wang et al., "Learning Robust Recommender from Noisy Implicit Feedback",
+section 3.4.2, Eq. (8); Eq. (9) is its causal justification).
+
+For every *sparse* user :math:`u` (user ratio :math:`|D^*_u| / |\bar D_u|` below a threshold) the
+prediction over all items is mixed with the predictions of the user's nearest neighbours:
+
+.. math::
+
+    \hat{\mathbf y}'_u = \lambda\,\hat{\mathbf y}_u
+        + (1-\lambda) \sum_{j \in \mathcal N_u} w_j\,\hat{\mathbf y}_j,
+    \qquad w_j = 1/|\mathcal N_u|,
+
+where :math:`\mathcal N_u` holds the :math:`|\mathcal N_u|` users with the largest inner product
+:math:`\langle e^*_u, e^*_j\rangle` in the representation space :math:`E^*` learned from the extra
+feedback (snapshotted after warm-up), and :math:`\hat{\mathbf y}` are the model's *probability*
+scores over all items (what ``full_sort_predict`` returns). Other users keep :math:`\hat{\mathbf
+y}_u`.
+
+Conventions:
+
+- Users are RecBole ids: row 0 of ``representations`` and ``user_ratio`` is the padding user. It is
+  never sparse and never anyone's neighbour.
+- A user with no extra feedback has ratio 0 and is sparse. A NaN ratio (0/0: no implicit feedback
+  either) also counts as sparse: the user has no extra feedback at all.
+- Neighbours are ranked by inner product, descending; ties go to the lower user id.
+
+Nothing here builds a users x users or users x items matrix: the neighbour search runs in blocks
+of query users, and the neighbour scores are requested in chunks of users and summed in place.
+:func:`dense_colliding_scores` is the direct dense formula, kept as a reference for tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from recbole.data.interaction import Interaction
+from recbole.model.abstract_recommender import AbstractRecommender
+
+__all__ = [
+    "CollidingInference",
+    "colliding_hook",
+    "dense_colliding_scores",
+    "nearest_neighbours",
+    "validate_colliding_settings",
+]
+
+Predict = Callable[[torch.Tensor], torch.Tensor]
+
+
+def validate_colliding_settings(
+    num_neighbours: int, lam: float, ratio_threshold: float
+) -> tuple[int, float, float]:
+    r"""Check the three settings of Eq. (8) and return them as ``(int, float, float)``.
+
+    - ``colliding_neighbours`` (:math:`|\mathcal N_u|`): an integer >= 1 (paper grid
+      {1, 3, 5, 10, 20, 50, 100}). A whole float such as ``10.0`` is accepted.
+    - ``colliding_lambda`` (:math:`\lambda`): a number in [0, 1]; 1 leaves every score unchanged.
+    - ``colliding_ratio_threshold``: a number > 0; users with
+      :math:`|D^*_u|/|\bar D_u|` below it are sparse.
+    """
+    if isinstance(num_neighbours, float) and num_neighbours.is_integer():
+        num_neighbours = int(num_neighbours)
+    if (
+        isinstance(num_neighbours, bool)
+        or not isinstance(num_neighbours, int)
+        or num_neighbours < 1
+    ):
+        raise ValueError(
+            f"colliding_neighbours must be an integer >= 1 (the paper uses 1, 3, 5, 10, 20, 50, "
+            f"100), got {num_neighbours!r}."
+        )
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
+        raise ValueError(f"colliding_lambda must be a number in [0, 1], got {lam!r}.")
+    if (
+        isinstance(ratio_threshold, bool)
+        or not isinstance(ratio_threshold, (int, float))
+        or not math.isfinite(ratio_threshold)
+        or ratio_threshold <= 0.0
+    ):
+        raise ValueError(
+            f"colliding_ratio_threshold must be a finite number > 0, got {ratio_threshold!r}."
+        )
+    return num_neighbours, float(lam), float(ratio_threshold)
+
+
+def _check_representations(representations: torch.Tensor) -> None:
+    if representations.dim() != 2 or representations.shape[0] < 2:
+        raise ValueError(
+            "representations must be a (n_users x d) tensor whose row 0 is the padding user, "
+            f"got shape {tuple(representations.shape)}."
+        )
+    if not torch.isfinite(representations).all():
+        raise ValueError("representations (E*) hold NaN or infinite values.")
+
+
+def _check_num_candidates(num_neighbours: int, n_users: int) -> None:
+    available = n_users - 2  # all rows minus the padding user 0 and the user itself
+    if num_neighbours > available:
+        raise ValueError(
+            f"colliding_neighbours={num_neighbours} needs that many other users, but only "
+            f"{available} are available ({n_users - 1} real users, not counting the user itself). "
+            f"Set colliding_neighbours to at most {available}."
+        )
+
+
+def _sparse_mask(user_ratio: torch.Tensor, ratio_threshold: float) -> torch.Tensor:
+    # ~(ratio >= t) rather than ratio < t, so that a NaN ratio (no feedback at all) is sparse.
+    sparse = ~(user_ratio >= ratio_threshold)
+    sparse[0] = False
+    return sparse
+
+
+def _top_k_lowest_id_on_ties(similarity: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k largest entries of each row, by value descending, then index ascending.
+
+    ``similarity`` needs at least k + 1 columns. ``topk`` leaves the order among equal values
+    unspecified, but its *values* are exact. Where the (k+1)-th value differs from the k-th, the
+    set of the k largest is unique: take ``topk``'s indices and only fix their order. Where it
+    equals the k-th (a tie across the cut, rare on real-valued data), keep everything above the
+    k-th value and fill up with the lowest-index entries equal to it.
+    """
+    values, index = similarity.topk(k + 1, dim=1)
+    kth = values[:, k - 1 : k]
+    index = index[:, :k].sort(dim=1).values
+    tied = (values[:, k : k + 1] == kth).view(-1)
+    if bool(tied.any()):
+        rows, threshold = similarity[tied], kth[tied]
+        above = rows > threshold
+        at_kth = rows == threshold
+        missing = k - (values[tied, :k] > threshold).sum(dim=1, keepdim=True)
+        chosen = above | (at_kth & (at_kth.cumsum(dim=1) <= missing))
+        index[tied] = chosen.nonzero()[:, 1].view(-1, k)  # row-major: ascending within a row
+    order = similarity.gather(1, index).argsort(dim=1, descending=True, stable=True)
+    return index.gather(1, order)
+
+
+def nearest_neighbours(
+    representations: torch.Tensor,
+    users: torch.Tensor,
+    *,
+    num_neighbours: int,
+    block_size: int = 256,
+) -> torch.Tensor:
+    r"""The ``num_neighbours`` users most similar to each of ``users`` in :math:`E^*`.
+
+    Similarity is the inner product :math:`s_{uj} = \langle e_u, e_j\rangle`. Candidates are all
+    real users (rows 1 ..) except ``u`` itself. Ties go to the lower user id, so the result is
+    deterministic. Columns are ordered by similarity, most similar first.
+
+    Parameters
+    ----------
+    representations
+        :math:`E^*`, shape (n_users, d); row 0 is RecBole's padding user.
+    users
+        Query user ids (1-d, values in 1 .. n_users - 1).
+    num_neighbours
+        :math:`|\mathcal N_u|`; at most n_users - 2.
+    block_size
+        Query users per block: memory is about ``block_size * n_users`` similarities (plus
+        ~10 bytes per entry for the rare rows with ties across the cut), never n_users x n_users.
+
+    Returns
+    -------
+    LongTensor of shape (len(users), num_neighbours), on ``representations``' device.
+    """
+    _check_representations(representations)
+    num_neighbours, _, _ = validate_colliding_settings(num_neighbours, 1.0, 1.0)
+    n_users = representations.shape[0]
+    _check_num_candidates(num_neighbours, n_users)
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be an integer >= 1, got {block_size!r}.")
+    users = torch.as_tensor(users, dtype=torch.long, device=representations.device).view(-1)
+    if users.numel() and (users.min() < 1 or users.max() >= n_users):
+        raise ValueError(
+            f"users must be real user ids in 1 .. {n_users - 1} (0 is the padding user)."
+        )
+    return _nearest_neighbours(representations.detach(), users, num_neighbours, block_size)
+
+
+def _nearest_neighbours(
+    representations: torch.Tensor, users: torch.Tensor, k: int, block_size: int
+) -> torch.Tensor:
+    result = torch.empty(len(users), k, dtype=torch.long, device=representations.device)
+    for start in range(0, len(users), block_size):
+        block = users[start : start + block_size]
+        similarity = representations[block] @ representations.T  # (block, n_users)
+        similarity[:, 0] = -math.inf
+        similarity[torch.arange(len(block), device=block.device), block] = -math.inf
+        result[start : start + len(block)] = _top_k_lowest_id_on_ties(similarity, k)
+    return result
+
+
+class CollidingInference:
+    r"""Eq. (8) for a fixed :math:`E^*` and user ratios; apply it batch by batch with :meth:`mix`.
+
+    The neighbour table is built once, for the sparse users only (memory
+    O(n_sparse x num_neighbours)); :math:`E^*` itself is not kept.
+
+    Parameters
+    ----------
+    representations
+        :math:`E^*`, shape (n_users, d); row 0 is RecBole's padding user.
+    user_ratio
+        :math:`|D^*_u| / |\bar D_u|` per user, shape (n_users,).
+    num_neighbours, lam, ratio_threshold
+        :math:`|\mathcal N_u|`, :math:`\lambda` and the sparsity threshold; see
+        :func:`validate_colliding_settings`.
+    max_scores_per_block
+        Memory budget, counted in scores: the neighbour search takes
+        ``max_scores_per_block // n_users`` query users per block, and :meth:`mix` asks
+        ``predict`` for ``max_scores_per_block // n_items`` users at a time (at least one).
+    """
+
+    def __init__(
+        self,
+        representations: torch.Tensor,
+        user_ratio: torch.Tensor,
+        *,
+        num_neighbours: int,
+        lam: float,
+        ratio_threshold: float,
+        max_scores_per_block: int = 2**24,
+    ) -> None:
+        self.num_neighbours, self.lam, self.ratio_threshold = validate_colliding_settings(
+            num_neighbours, lam, ratio_threshold
+        )
+        _check_representations(representations)
+        n_users = representations.shape[0]
+        user_ratio = torch.as_tensor(user_ratio).detach()
+        if user_ratio.shape != (n_users,):
+            raise ValueError(
+                f"user_ratio must have one value per user ({n_users}), "
+                f"got shape {tuple(user_ratio.shape)}."
+            )
+        if (
+            isinstance(max_scores_per_block, bool)
+            or not isinstance(max_scores_per_block, int)
+            or max_scores_per_block < 1
+        ):
+            raise ValueError(
+                f"max_scores_per_block must be an integer >= 1, got {max_scores_per_block!r}."
+            )
+        _check_num_candidates(self.num_neighbours, n_users)
+        self.n_users = n_users
+        self.max_scores_per_block = max_scores_per_block
+
+        device = representations.device
+        self._sparse = _sparse_mask(user_ratio.to(device), self.ratio_threshold)
+        sparse_ids = self._sparse.nonzero().view(-1)
+        self._row_of = torch.full((n_users,), -1, dtype=torch.long, device=device)
+        self._row_of[sparse_ids] = torch.arange(len(sparse_ids), device=device)
+        with torch.no_grad():
+            self._neighbours = _nearest_neighbours(
+                representations.detach(),
+                sparse_ids,
+                self.num_neighbours,
+                max(1, max_scores_per_block // n_users),
+            )
+
+    @property
+    def sparse_users(self) -> torch.Tensor:
+        """Bool mask over all user ids (n_users,): True where Eq. (8) changes the scores."""
+        return self._sparse
+
+    def neighbours_of(self, users: torch.Tensor) -> torch.Tensor:
+        """Neighbour ids of ``users``, shape (len(users), num_neighbours), most similar first.
+
+        Rows of users that are not sparse are filled with -1: their neighbours are never used,
+        so they are not computed.
+        """
+        users = torch.as_tensor(users, dtype=torch.long, device=self._row_of.device).view(-1)
+        rows = self._row_of[users]
+        out = torch.full(
+            (len(users), self.num_neighbours), -1, dtype=torch.long, device=users.device
+        )
+        known = rows >= 0
+        out[known] = self._neighbours[rows[known]]
+        return out
+
+    @torch.no_grad()
+    def mix(self, users: torch.Tensor, scores: torch.Tensor, predict: Predict) -> torch.Tensor:
+        r"""Apply Eq. (8) to one batch.
+
+        Parameters
+        ----------
+        users
+            User ids of the batch, shape (B,).
+        scores
+            :math:`\hat{\mathbf y}_u` for those users, probabilities, shape (B, n_items).
+        predict
+            ``predict(ids)`` returns the probability scores of ``ids`` over all items,
+            shape (len(ids), n_items). It is called on the distinct neighbours of the batch's
+            sparse users, at most ``max(1, max_scores_per_block // n_items)`` ids per call.
+
+        Returns
+        -------
+        Tensor (B, n_items). Rows of non-sparse users are bitwise equal to ``scores``. With
+        :math:`\lambda = 1`, or no sparse user in the batch, ``scores`` itself is returned.
+        """
+        if scores.dim() != 2 or scores.shape[0] != len(users):
+            raise ValueError(
+                f"scores must have shape (len(users)={len(users)}, n_items), "
+                f"got {tuple(scores.shape)}."
+            )
+        if self.lam == 1.0:
+            return scores
+        rows = self._row_of[users.to(self._row_of.device)]
+        selected = (rows >= 0).to(scores.device)
+        if not bool(selected.any()):
+            return scores
+        neighbours = self._neighbours[rows[rows >= 0]].to(scores.device)  # (S, k)
+        neighbour_sum = self._sum_neighbour_scores(neighbours, scores.shape[1], predict)
+        mixed = scores.clone()
+        mixed[selected] = self.lam * scores[selected] + (1.0 - self.lam) * (
+            neighbour_sum / self.num_neighbours
+        )
+        return mixed
+
+    def _sum_neighbour_scores(
+        self, neighbours: torch.Tensor, n_items: int, predict: Predict
+    ) -> torch.Tensor:
+        r""":math:`\sum_{j \in \mathcal N_u} \hat{\mathbf y}_j` for each row of ``neighbours``.
+
+        The distinct neighbour ids are scored ``chunk`` at a time; each chunk's rows are added
+        into their users' sums with ``index_add_``, also ``chunk`` pairs at a time, so no
+        (S x k x n_items) tensor and no more than two (chunk x n_items) blocks exist at once.
+        """
+        device = neighbours.device
+        n_rows, k = neighbours.shape
+        chunk = max(1, self.max_scores_per_block // n_items)
+        unique_ids, column = torch.unique(neighbours, return_inverse=True)  # sorted ids
+        pair_row = torch.arange(n_rows, device=device).repeat_interleave(k)
+        pair_col = column.reshape(-1)
+        order = torch.argsort(pair_col, stable=True)
+        pair_row, pair_col = pair_row[order], pair_col[order]
+        starts = torch.arange(0, len(unique_ids), chunk, device=device)
+        bounds = torch.searchsorted(pair_col, starts).tolist() + [len(pair_col)]
+
+        total: torch.Tensor | None = None
+        for i, first in enumerate(range(0, len(unique_ids), chunk)):
+            ids = unique_ids[first : first + chunk]
+            block = predict(ids)
+            if block.shape != (len(ids), n_items):
+                raise ValueError(
+                    f"predict returned shape {tuple(block.shape)} for {len(ids)} users, "
+                    f"expected ({len(ids)}, {n_items})."
+                )
+            if total is None:
+                total = torch.zeros(n_rows, n_items, dtype=block.dtype, device=device)
+            for lo in range(bounds[i], bounds[i + 1], chunk):
+                hi = min(lo + chunk, bounds[i + 1])
+                total.index_add_(0, pair_row[lo:hi], block[pair_col[lo:hi] - first])
+        assert total is not None  # neighbours is never empty here
+        return total
+
+
+@contextmanager
+def colliding_hook(
+    model: torch.nn.Module, colliding: CollidingInference, user_field: str
+) -> Iterator[CollidingInference]:
+    """While active, ``model.full_sort_predict(interaction)`` returns Eq. (8)'s mixed scores.
+
+    RecBole's ``Trainer._full_sort_batch_eval`` calls ``full_sort_predict`` and only then masks
+    the history with -inf, so the mixing has to happen inside ``full_sort_predict``. The hook sets
+    an instance attribute that shadows the class method; the neighbours are scored by the
+    original method on ``Interaction({user_field: ids})``. All of it runs under
+    ``torch.no_grad``. On exit, even on an exception, the model is restored exactly (the
+    attribute is removed, or a previous instance attribute is put back).
+
+    Raises ``ValueError`` if the model has no ``full_sort_predict`` of its own: RecBole would
+    then fall back to ``predict`` and the mixing would silently never run.
+    """
+    original = model.full_sort_predict
+    if getattr(original, "__func__", None) is AbstractRecommender.full_sort_predict:
+        raise ValueError(
+            f"Colliding inference needs a model with full_sort_predict; "
+            f"{type(model).__name__} has none."
+        )
+    had_own = "full_sort_predict" in vars(model)
+    previous = vars(model).get("full_sort_predict")
+
+    def predict_users(ids: torch.Tensor) -> torch.Tensor:
+        return original(Interaction({user_field: ids})).view(len(ids), -1)
+
+    def full_sort_predict(interaction):
+        with torch.no_grad():
+            flat = original(interaction)
+            users = interaction[user_field]
+            mixed = colliding.mix(users, flat.view(len(users), -1), predict_users)
+            return mixed.view(flat.shape)
+
+    model.full_sort_predict = full_sort_predict
+    try:
+        yield colliding
+    finally:
+        if had_own:
+            model.full_sort_predict = previous
+        else:
+            del model.full_sort_predict
+
+
+def dense_colliding_scores(
+    all_scores: torch.Tensor,
+    representations: torch.Tensor,
+    user_ratio: torch.Tensor,
+    *,
+    num_neighbours: int,
+    lam: float,
+    ratio_threshold: float,
+) -> torch.Tensor:
+    r"""Eq. (8) for every user at once, the direct way: a reference for tests only.
+
+    Builds the full (n_users x n_users) similarity matrix, ranks it with a stable sort (ties to
+    the lower id) and averages a (n_users x k x n_items) gather of ``all_scores``.
+
+    Parameters
+    ----------
+    all_scores
+        :math:`\hat{\mathbf y}` for every user id (row 0 included), shape (n_users, n_items).
+    """
+    k, lam, ratio_threshold = validate_colliding_settings(num_neighbours, lam, ratio_threshold)
+    n_users = representations.shape[0]
+    _check_num_candidates(k, n_users)
+    similarity = representations @ representations.T
+    similarity[:, 0] = -math.inf
+    similarity.fill_diagonal_(-math.inf)
+    neighbours = similarity.argsort(dim=1, descending=True, stable=True)[:, :k]
+    neighbour_mean = all_scores[neighbours].mean(dim=1)
+    sparse = _sparse_mask(user_ratio.clone(), ratio_threshold)
+    mixed = all_scores.clone()
+    mixed[sparse] = lam * all_scores[sparse] + (1.0 - lam) * neighbour_mean[sparse]
+    return mixed

@@ -1,0 +1,315 @@
+"""Colliding inference, paper Eq. (8): hand-computed values, blocked == dense, and the hook."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from recbole.data.interaction import Interaction
+
+from recbole_adt.inference import (
+    CollidingInference,
+    colliding_hook,
+    dense_colliding_scores,
+    nearest_neighbours,
+    validate_colliding_settings,
+)
+
+# Hand-built case: 4 real users (1-4) plus the padding row 0, d = 2, 3 items.
+# Row 0 is the most similar to everyone, so it must be skipped.
+HAND_REPS = torch.tensor([[10.0, 10.0], [1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.2, 0.8]])
+# Inner products:        user 1   user 2   user 3   user 4
+#   user 1                  -      0.90     0.00     0.20     -> N_1 = [2, 4]
+#   user 2               0.90        -      0.10     0.26     -> N_2 = [1, 4]
+#   user 3               0.00      0.10       -      0.80     -> N_3 = [4, 2]
+#   user 4               0.20      0.26     0.80       -      -> N_4 = [3, 2]
+HAND_RATIO = torch.tensor([0.0, 0.0, 0.5, 0.1, 0.05])  # threshold 0.2: users 1, 3, 4 are sparse
+HAND_SCORES = torch.tensor(
+    [
+        [0.0, 0.0, 0.0],  # padding
+        [0.9, 0.1, 0.5],
+        [0.2, 0.6, 0.4],
+        [0.3, 0.3, 0.8],
+        [0.7, 0.5, 0.1],
+    ]
+)
+# lambda = 0.6, k = 2:
+#   user 1: mean(y_2, y_4) = [0.45, 0.55, 0.25]
+#           0.6*[0.9, 0.1, 0.5] + 0.4*[0.45, 0.55, 0.25] = [0.54+0.18, 0.06+0.22, 0.30+0.10]
+#   user 2: not sparse, unchanged
+#   user 3: mean(y_4, y_2) = [0.45, 0.55, 0.25]
+#           0.6*[0.3, 0.3, 0.8] + 0.4*[0.45, 0.55, 0.25] = [0.18+0.18, 0.18+0.22, 0.48+0.10]
+#   user 4: mean(y_3, y_2) = [0.25, 0.45, 0.60]
+#           0.6*[0.7, 0.5, 0.1] + 0.4*[0.25, 0.45, 0.60] = [0.42+0.10, 0.30+0.18, 0.06+0.24]
+HAND_EXPECTED = torch.tensor(
+    [[0.72, 0.28, 0.40], [0.2, 0.6, 0.4], [0.36, 0.40, 0.58], [0.52, 0.48, 0.30]]
+)
+
+
+def lookup(table: torch.Tensor, calls: list[torch.Tensor] | None = None):
+    """A ``predict`` that reads rows of a score table and records its calls."""
+
+    def predict(ids: torch.Tensor) -> torch.Tensor:
+        if calls is not None:
+            calls.append(ids.clone())
+        return table[ids]
+
+    return predict
+
+
+def random_case(seed: int, n_users: int = 50, n_items: int = 30, dim: int = 8):
+    generator = torch.Generator().manual_seed(seed)
+    reps = torch.randn(n_users, dim, generator=generator)
+    scores = torch.rand(n_users, n_items, generator=generator)
+    ratio = torch.rand(n_users, generator=generator) * 0.5
+    ratio[1:5] = 0.0  # users without any extra feedback
+    return reps, scores, ratio
+
+
+def test_hand_built_case():
+    colliding = CollidingInference(
+        HAND_REPS,
+        HAND_RATIO,
+        num_neighbours=2,
+        lam=0.6,
+        ratio_threshold=0.2,
+        max_scores_per_block=3,  # one user per predict call
+    )
+    users = torch.tensor([1, 2, 3, 4])
+    calls: list[torch.Tensor] = []
+    mixed = colliding.mix(users, HAND_SCORES[users], lookup(HAND_SCORES, calls))
+    torch.testing.assert_close(mixed, HAND_EXPECTED, rtol=0, atol=1e-6)
+    assert torch.equal(colliding.sparse_users, torch.tensor([False, True, False, True, True]))
+    assert colliding.neighbours_of(users).tolist() == [[2, 4], [-1, -1], [4, 2], [3, 2]]
+    # The distinct neighbours 2, 3, 4, each scored once, one per call.
+    assert [c.tolist() for c in calls] == [[2], [3], [4]]
+    dense = dense_colliding_scores(
+        HAND_SCORES, HAND_REPS, HAND_RATIO, num_neighbours=2, lam=0.6, ratio_threshold=0.2
+    )
+    torch.testing.assert_close(dense[1:], HAND_EXPECTED, rtol=0, atol=1e-6)
+
+
+def test_lambda_one_returns_the_plain_scores():
+    reps, scores, ratio = random_case(0)
+    colliding = CollidingInference(
+        reps, ratio, num_neighbours=3, lam=1.0, ratio_threshold=0.3, max_scores_per_block=60
+    )
+    users = torch.arange(1, 50)
+    plain = scores[users]
+    calls: list[torch.Tensor] = []
+    mixed = colliding.mix(users, plain, lookup(scores, calls))
+    assert torch.equal(mixed, plain)
+    assert calls == []
+
+
+def test_only_sparse_users_change():
+    reps, scores, ratio = random_case(1)
+    colliding = CollidingInference(
+        reps, ratio, num_neighbours=5, lam=0.3, ratio_threshold=0.25, max_scores_per_block=90
+    )
+    users = torch.arange(1, 50)
+    plain = scores[users].clone()
+    mixed = colliding.mix(users, scores[users], lookup(scores))
+    sparse = ratio[users] < 0.25
+    assert sparse.any() and (~sparse).any()
+    assert torch.equal(mixed[~sparse], plain[~sparse])
+    assert (mixed[sparse] != plain[sparse]).any(dim=1).all()
+    assert torch.equal(colliding.sparse_users[users], sparse)
+    assert not colliding.sparse_users[0]
+
+
+def test_batch_without_sparse_users_makes_no_predict_call():
+    colliding = CollidingInference(
+        HAND_REPS, HAND_RATIO, num_neighbours=2, lam=0.5, ratio_threshold=0.2
+    )
+    calls: list[torch.Tensor] = []
+    users = torch.tensor([2])
+    mixed = colliding.mix(users, HAND_SCORES[users], lookup(HAND_SCORES, calls))
+    assert torch.equal(mixed, HAND_SCORES[users])
+    assert calls == []
+
+
+@pytest.mark.parametrize("num_neighbours", [1, 3, 10])
+@pytest.mark.parametrize("lam", [0.0, 0.4])
+@pytest.mark.parametrize("budget", [1, 70, 10**6])
+def test_blocked_equals_dense(num_neighbours, lam, budget):
+    reps, scores, ratio = random_case(2 + num_neighbours)
+    n_items = scores.shape[1]
+    colliding = CollidingInference(
+        reps,
+        ratio,
+        num_neighbours=num_neighbours,
+        lam=lam,
+        ratio_threshold=0.3,
+        max_scores_per_block=budget,  # 1 and 70: one or two users per block and per call
+    )
+    dense = dense_colliding_scores(
+        scores, reps, ratio, num_neighbours=num_neighbours, lam=lam, ratio_threshold=0.3
+    )
+    calls: list[torch.Tensor] = []
+    # Batches of 7 users, as an evaluator would send them.
+    for users in torch.arange(1, 50).split(7):
+        mixed = colliding.mix(users, scores[users].clone(), lookup(scores, calls))
+        torch.testing.assert_close(mixed, dense[users], rtol=1e-6, atol=1e-7)
+    assert max(len(c) for c in calls) <= max(1, budget // n_items)
+
+
+def test_neighbours_blocked_equal_unblocked():
+    reps, _, _ = random_case(3, n_users=40)
+    users = torch.arange(1, 40)
+    whole = nearest_neighbours(reps, users, num_neighbours=6, block_size=1000)
+    for block_size in (1, 4):
+        assert torch.equal(
+            nearest_neighbours(reps, users, num_neighbours=6, block_size=block_size), whole
+        )
+    picked = (reps[users] @ reps.T).gather(1, whole)
+    assert (picked[:, :-1] >= picked[:, 1:]).all()  # most similar first
+    # Exactly the top 6 of the dense ranking (no ties on random data).
+    similarity = reps @ reps.T
+    similarity[:, 0] = -float("inf")
+    similarity.fill_diagonal_(-float("inf"))
+    assert torch.equal(whole, similarity[users].argsort(dim=1, descending=True)[:, :6])
+
+
+def test_neighbours_exclude_self_and_padding():
+    reps = HAND_REPS.clone()
+    # Every user's own inner product is its largest; row 0 beats them all.
+    reps[1:] = torch.tensor([[3.0, 0.0], [0.0, 3.0], [2.0, 2.0], [2.5, 0.1]])
+    users = torch.arange(1, 5)
+    neighbours = nearest_neighbours(reps, users, num_neighbours=3, block_size=2)
+    assert (neighbours != 0).all()
+    assert (neighbours != users[:, None]).all()
+    assert sorted(neighbours[0].tolist()) == [2, 3, 4]
+
+
+def test_ties_go_to_the_lower_user_id():
+    # Users 1-6 share one vector: every candidate ties.
+    reps = torch.ones(7, 2)
+    reps[0] = 5.0
+    neighbours = nearest_neighbours(reps, torch.tensor([1, 3, 6]), num_neighbours=3, block_size=1)
+    assert neighbours.tolist() == [[2, 3, 4], [1, 2, 4], [1, 2, 3]]
+    # Partial ties: user 5 is strictly the most similar to user 1, then the tie among 2, 3, 4, 6.
+    reps = torch.tensor(
+        [[9.0, 9.0], [1.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.5, -1.0], [2.0, 0.0], [0.5, 3.0]]
+    )
+    first = nearest_neighbours(reps, torch.tensor([1]), num_neighbours=3)
+    assert first.tolist() == [[5, 2, 3]]
+    for _ in range(3):
+        assert torch.equal(nearest_neighbours(reps, torch.tensor([1]), num_neighbours=3), first)
+    # A tie inside the top k only (users 3 and 5 at 2.0, then user 2 at 0.5): order by id.
+    reps = torch.tensor([[9.0, 9.0], [1.0, 0.0], [0.5, 0.0], [2.0, 5.0], [0.1, 0.0], [2.0, -5.0]])
+    assert nearest_neighbours(reps, torch.tensor([1]), num_neighbours=2).tolist() == [[3, 5]]
+    assert nearest_neighbours(reps, torch.tensor([1]), num_neighbours=3).tolist() == [[3, 5, 2]]
+
+
+def test_too_many_neighbours_names_the_setting():
+    with pytest.raises(ValueError, match=r"colliding_neighbours=4 .* only 3 are available"):
+        nearest_neighbours(HAND_REPS, torch.tensor([1]), num_neighbours=4)
+    with pytest.raises(ValueError, match="colliding_neighbours"):
+        CollidingInference(HAND_REPS, HAND_RATIO, num_neighbours=4, lam=0.5, ratio_threshold=0.2)
+    assert nearest_neighbours(HAND_REPS, torch.tensor([1]), num_neighbours=3).shape == (1, 3)
+
+
+def test_padding_user_cannot_be_queried():
+    with pytest.raises(ValueError, match="padding"):
+        nearest_neighbours(HAND_REPS, torch.tensor([0, 1]), num_neighbours=1)
+
+
+@pytest.mark.parametrize(
+    ("settings", "name"),
+    [
+        ({"num_neighbours": 0}, "colliding_neighbours"),
+        ({"num_neighbours": 2.5}, "colliding_neighbours"),
+        ({"num_neighbours": True}, "colliding_neighbours"),
+        ({"lam": -0.1}, "colliding_lambda"),
+        ({"lam": 1.5}, "colliding_lambda"),
+        ({"lam": "0.5"}, "colliding_lambda"),
+        ({"ratio_threshold": 0.0}, "colliding_ratio_threshold"),
+        ({"ratio_threshold": float("inf")}, "colliding_ratio_threshold"),
+    ],
+)
+def test_bad_settings_name_the_setting(settings, name):
+    values = {"num_neighbours": 3, "lam": 0.5, "ratio_threshold": 0.2, **settings}
+    with pytest.raises(ValueError, match=name):
+        validate_colliding_settings(**values)
+    with pytest.raises(ValueError, match=name):
+        CollidingInference(HAND_REPS, HAND_RATIO, **values)
+
+
+def test_settings_are_normalised():
+    assert validate_colliding_settings(10.0, 0, 1) == (10, 0.0, 1.0)
+
+
+class LinearScorer(torch.nn.Module):
+    """sigmoid(p_u . q_i), scored for all items at once like the plugin's GMF."""
+
+    USER_ID = "user_id"
+
+    def __init__(self, n_users: int, n_items: int, dim: int = 4) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(11)
+        self.users = torch.nn.Parameter(torch.randn(n_users, dim, generator=generator))
+        self.items = torch.nn.Parameter(torch.randn(n_items, dim, generator=generator))
+
+    def full_sort_predict(self, interaction):
+        return torch.sigmoid(self.users[interaction[self.USER_ID]] @ self.items.T).view(-1)
+
+
+def test_hook_mixes_full_sort_predict_and_restores_the_model():
+    n_users, n_items = 30, 12
+    model = LinearScorer(n_users, n_items)
+    reps, _, ratio = random_case(4, n_users=n_users, n_items=n_items)
+    with torch.no_grad():
+        all_scores = torch.sigmoid(model.users @ model.items.T)
+    dense = dense_colliding_scores(
+        all_scores, reps, ratio, num_neighbours=3, lam=0.2, ratio_threshold=0.3
+    )
+    colliding = CollidingInference(
+        reps, ratio, num_neighbours=3, lam=0.2, ratio_threshold=0.3, max_scores_per_block=25
+    )
+    batch = torch.tensor([1, 2, 3, 7, 8, 20, 29])
+    with colliding_hook(model, colliding, "user_id"):
+        flat = model.full_sort_predict(Interaction({"user_id": batch}))
+    assert flat.shape == (len(batch) * n_items,)
+    assert not flat.requires_grad
+    torch.testing.assert_close(flat.view(-1, n_items), dense[batch], rtol=1e-6, atol=1e-7)
+    assert "full_sort_predict" not in vars(model)
+    assert model.full_sort_predict.__func__ is LinearScorer.full_sort_predict
+    plain = model.full_sort_predict(Interaction({"user_id": batch})).view(-1, n_items)
+    torch.testing.assert_close(plain, all_scores[batch], rtol=1e-6, atol=1e-7)
+
+
+def test_hook_restores_the_model_after_an_exception():
+    model = LinearScorer(5, 3)
+    colliding = CollidingInference(
+        HAND_REPS, HAND_RATIO, num_neighbours=2, lam=0.5, ratio_threshold=0.2
+    )
+    with pytest.raises(RuntimeError, match="boom"):
+        with colliding_hook(model, colliding, "user_id"):
+            assert "full_sort_predict" in vars(model)
+            raise RuntimeError("boom")
+    assert "full_sort_predict" not in vars(model)
+
+    # A method already patched on the instance is put back as it was.
+    def patched(interaction):
+        return torch.zeros(len(interaction["user_id"]) * 3)
+
+    model.full_sort_predict = patched
+    with colliding_hook(model, colliding, "user_id"):
+        mixed = model.full_sort_predict(Interaction({"user_id": torch.tensor([1, 2])}))
+        assert torch.equal(mixed, torch.zeros(6))  # zeros mixed with zeros
+    assert vars(model)["full_sort_predict"] is patched
+
+
+def test_hook_refuses_a_model_without_full_sort_predict():
+    from recbole.model.abstract_recommender import GeneralRecommender
+
+    class NoFullSort(GeneralRecommender):
+        def __init__(self) -> None:  # skip RecBole's config-driven setup
+            torch.nn.Module.__init__(self)
+
+    colliding = CollidingInference(
+        HAND_REPS, HAND_RATIO, num_neighbours=2, lam=0.5, ratio_threshold=0.2
+    )
+    with pytest.raises(ValueError, match="full_sort_predict"):
+        with colliding_hook(NoFullSort(), colliding, "user_id"):
+            pass
