@@ -68,14 +68,15 @@ def _as_list(value) -> list:
 
 def select_colliding(
     config, trainer, extra: ExtraFeedback | None, valid_data
-) -> CollidingInference | None:
+) -> tuple[CollidingInference | None, list[dict]]:
     """Colliding inference from the trainer's E* (after warm-up), or None when it is off.
 
     With several (|N_u|, lambda) pairs, the one with the best validation ``valid_metric`` is
-    chosen (the first on ties), as the paper tunes them on validation.
+    chosen (the first on ties), as the paper tunes them on validation. Also returns each tried
+    pair with its validation score (empty for a single pair): the data of the paper's Fig. 11.
     """
     if not config["colliding_inference"]:
-        return None
+        return None, []
     representations = getattr(trainer, "representations_after_warmup", None)
     if extra is None or representations is None:
         raise ValueError(
@@ -95,14 +96,17 @@ def select_colliding(
         for k, lam in colliding_grid(config)
     ]
     if len(candidates) == 1:
-        return candidates[0]
+        return candidates[0], []
     metric, bigger = config["valid_metric"].lower(), config["valid_metric_bigger"]
-    best, best_score = None, None
+    best, best_score, tried = None, None, []
     for colliding in candidates:
         result = evaluate_groups(
             trainer, valid_data, {}, colliding=colliding, load_best_model=False
         )[OVERALL]
         score = result[metric]
+        tried.append(
+            {"neighbours": colliding.num_neighbours, "lambda": colliding.lam, metric: score}
+        )
         getLogger().info(
             f"colliding |N_u| = {colliding.num_neighbours}, lambda = {colliding.lam:g}: "
             f"valid {metric} {score:.4f}"
@@ -113,7 +117,7 @@ def select_colliding(
         set_color("colliding inference chosen on validation", "yellow")
         + f": |N_u| = {best.num_neighbours}, lambda = {best.lam:g} ({metric} {best_score:.4f})"
     )
-    return best
+    return best, tried
 
 
 def evaluate_groups(

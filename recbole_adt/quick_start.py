@@ -95,7 +95,7 @@ def _test(config, trainer, extra, valid_data, test_data, saved: bool) -> dict:
     plain = evaluate_groups(trainer, test_data, groups, load_best_model=saved, show_progress=show)
     log_groups("test result", plain)
     outcome = {"test_result": plain[OVERALL], "test_groups": plain}
-    colliding = select_colliding(config, trainer, extra, valid_data)
+    colliding, tried = select_colliding(config, trainer, extra, valid_data)
     if colliding is None:
         return outcome
     mixed = evaluate_groups(
@@ -114,6 +114,7 @@ def _test(config, trainer, extra, valid_data, test_data, saved: bool) -> dict:
         "test_groups_plain": plain,
         "valid_result_colliding": valid[OVERALL],
         "colliding": {"neighbours": colliding.num_neighbours, "lambda": colliding.lam},
+        "colliding_validation": tried,
     }
 
 

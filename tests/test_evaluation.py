@@ -1,0 +1,121 @@
+"""Evaluation by user-ratio group (Table 5) and colliding inference through RecBole's evaluator."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recbole_adt.quick_start import run_recbole_adt, run_seeds
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def warm(base_config):
+    return {**base_config, "phases": ["warmup:2", "adt:2"], "adt_loss": "TCE", "num_gradual": 20}
+
+
+def test_a_group_holding_every_user_scores_as_overall(base_config):
+    result = run_recbole_adt("GMF", config_dict={**base_config, "ratio_groups": [0.1, 1.01]})
+    groups = result["test_groups"]
+    assert groups["ratio < 1.01"] == groups["overall"] == result["test_result"]
+    assert groups["ratio < 0.1"] != groups["overall"]
+
+
+def test_colliding_with_lambda_one_is_the_plain_prediction(warm):
+    settings = {**warm, "colliding_inference": True, "colliding_lambda": 1.0}
+    result = run_recbole_adt("GMF", config_dict=settings)
+    assert result["test_result"] == result["test_result_plain"]
+    assert result["test_groups"] == result["test_groups_plain"]
+
+
+def test_colliding_changes_only_the_sparse_groups(warm):
+    settings = {
+        **warm,
+        "colliding_inference": True,
+        "colliding_lambda": 0.0,
+        "colliding_neighbours": 5,
+        "colliding_ratio_threshold": 0.1,
+        "ratio_groups": [0.1],
+        "seed": 3,
+    }
+    result = run_recbole_adt("GMF", config_dict=settings)
+    assert result["test_groups"]["ratio < 0.1"] != result["test_groups_plain"]["ratio < 0.1"]
+    assert result["colliding"] == {"neighbours": 5, "lambda": 0.0}
+
+
+def test_colliding_grid_is_chosen_on_validation(warm):
+    settings = {
+        **warm,
+        "colliding_inference": True,
+        "colliding_lambda": [0.0, 1.0],
+        "colliding_neighbours": [1, 3],
+    }
+    result = run_recbole_adt("GMF", config_dict=settings)
+    tried = result["colliding_validation"]
+    assert [(t["neighbours"], t["lambda"]) for t in tried] == [(1, 0), (1, 1), (3, 0), (3, 1)]
+    best = max(tried, key=lambda t: t["ndcg@20"])  # max keeps the first of equal scores
+    assert result["colliding"] == {"neighbours": best["neighbours"], "lambda": best["lambda"]}
+    # lambda = 1 is the plain model, whatever |N_u|
+    assert tried[1]["ndcg@20"] == tried[3]["ndcg@20"] == result["best_valid_score"]
+
+
+def test_colliding_needs_a_warmup_phase(base_config):
+    with pytest.raises(ValueError, match="add warmup to phases"):
+        run_recbole_adt("GMF", config_dict={**base_config, "colliding_inference": True})
+
+
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("colliding_lambda", 1.5),
+        ("colliding_neighbours", 0),
+        ("colliding_lambda", [0.5, -1]),
+        ("colliding_ratio_threshold", 0),
+        ("colliding_neighbours", []),
+    ],
+)
+def test_bad_colliding_settings_raise_before_loading(setting, value, base_config):
+    from recbole_adt.config import Config
+
+    with pytest.raises(ValueError, match="colliding_"):
+        Config("GMF", config_dict={**base_config, setting: value})
+
+
+def test_seeds_summarize_each_group(base_config):
+    outcome = run_seeds([1, 2], "GMF", config_dict={**base_config, "ratio_groups": [0.2, 0.3]})
+    assert set(outcome["group_summary"]) == {"overall", "ratio < 0.2", "ratio < 0.3"}
+    mean, std = outcome["group_summary"]["ratio < 0.3"]["ndcg@20"]
+    values = [run["test_groups"]["ratio < 0.3"]["ndcg@20"] for run in outcome["runs"]]
+    assert mean == pytest.approx(sum(values) / 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "config, model, expected",
+    [
+        ("warmup.yaml", "GMF", r"\[warmup\] epoch 0 training"),
+        ("finetune.yaml", "NeuMF", r"\[finetune\] epoch 0 training"),
+        ("colliding.yaml", "GMF", r"test result, colliding inference \(ratio < 0\.1\)"),
+        ("nmtr.yaml", "NMTR", r"test result"),
+        ("nr.yaml", "GMF", r"test result"),
+    ],
+)
+def test_cli_runs_each_extra_feedback_config(config, model, expected, planted_data, tmp_path):
+    command = [
+        sys.executable,
+        str(ROOT / "run_recbole_adt.py"),
+        f"--model={model}",
+        f"--config_files={ROOT / 'properties' / config}",
+        "--dataset=planted",
+        f"--data_path={planted_data}",
+        "--epochs=1",
+        "--show_progress=False",
+    ]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert re.search(expected, output)
+    assert re.search(r"test result.*'ndcg@20', 0\.\d+", output)
