@@ -15,9 +15,11 @@ from recbole_adt.data.embedded import EMBEDDED_DATASET
 from recbole_adt.data.extra_feedback import check_extra_feedback_settings
 from recbole_adt.evaluation import colliding_grid
 from recbole_adt.losses import check_beta, check_drop_rate, check_loss_name, check_nr_weights
+from recbole_adt.model.extra_feedback import ExtraFeedbackMixin
 from recbole_adt.model.nmtr import check_nmtr_loss_weights
 from recbole_adt.phases import parse_phases
 from recbole_adt.schedule import check_num_gradual
+from recbole_adt.settings import check_run_settings, literal_setting, read_config_file
 from recbole_adt.utils import get_model
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
@@ -27,6 +29,31 @@ class Config(RecBoleConfig):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
         super().__init__(model, dataset, config_file_list, config_dict)
         self._check_adt_settings()
+
+    def _load_config_files(self, file_list):
+        """RecBole's, but a missing, malformed or non-mapping file is a ValueError naming it."""
+        settings = {}
+        for file in file_list or []:
+            settings.update(read_config_file(file, self.yaml_loader))
+        return settings
+
+    def _convert_config_dict(self, config_dict):
+        """Command-line and config_dict strings as literals: RecBole would ``eval`` them, and a
+        checkpoint's saved settings pass through here when a run is reloaded or resumed."""
+        for key, value in config_dict.items():
+            if isinstance(value, str):
+                config_dict[key] = literal_setting(value)
+        return config_dict
+
+    def _set_default_parameters(self):
+        # Types and ranges first: RecBole's own checks here, and its later uses, fail obscurely.
+        check_run_settings(self.final_config_dict, self.internal_config_dict)
+        super()._set_default_parameters()
+
+    def _init_device(self):
+        super()._init_device()
+        if self.final_config_dict["device"].type == "cpu":
+            self.final_config_dict["use_gpu"] = False  # RecBole's default True, on any machine
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
@@ -62,14 +89,29 @@ class Config(RecBoleConfig):
         check_nr_weights(settings["nr_click_weight"], settings["nr_negative_weight"])
         if settings.get("nmtr_loss_weights") is not None:
             check_nmtr_loss_weights(settings["nmtr_loss_weights"])
-        parse_phases(settings["phases"], settings["epochs"])
         check_extra_feedback_settings(settings)
-        colliding_grid(settings)
+        self._check_phases_and_colliding()
         self._load_extra_feedback_field()
         if settings["clean_test"] and not settings["fp_field"]:
             raise ValueError(
                 "clean_test needs fp_field, the name of the false-positive flag field; "
                 "set fp_field (e.g. false_positive) or clean_test: False."
+            )
+
+    def _check_phases_and_colliding(self) -> None:
+        settings = self.final_config_dict
+        phases = [phase.name for phase in parse_phases(settings["phases"], settings["epochs"])]
+        colliding_grid(settings)
+        if phases != ["adt"] and not issubclass(self.model_class, ExtraFeedbackMixin):
+            raise ValueError(
+                f"phases {phases} need a model that can train on extra feedback; "
+                f"{self.model} cannot. Use GMF, NeuMF, CDAE or NMTR, or phases: [adt]."
+            )
+        if settings["colliding_inference"] and "warmup" not in phases:
+            raise ValueError(
+                "colliding_inference needs E*, the user representations after a warmup phase: "
+                "add warmup to phases (e.g. phases: [warmup, adt]) or set "
+                "colliding_inference: False."
             )
 
     def _load_extra_feedback_field(self) -> None:

@@ -63,8 +63,17 @@ def test_colliding_grid_is_chosen_on_validation(warm):
 
 
 def test_colliding_needs_a_warmup_phase(base_config):
+    from recbole_adt.config import Config
+
     with pytest.raises(ValueError, match="add warmup to phases"):
-        run_recbole_adt("GMF", config_dict={**base_config, "colliding_inference": True})
+        Config("GMF", config_dict={**base_config, "colliding_inference": True})
+
+
+def test_phases_need_one_of_our_models(base_config):
+    from recbole_adt.config import Config
+
+    with pytest.raises(ValueError, match="BPR cannot"):
+        Config("BPR", config_dict={**base_config, "phases": ["warmup", "adt"]})
 
 
 @pytest.mark.parametrize(
