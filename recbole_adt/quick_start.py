@@ -15,10 +15,11 @@ from logging import getLogger
 
 import torch
 from recbole.data import create_dataset, data_preparation
-from recbole.utils import ModelType, init_logger, init_seed, set_color
+from recbole.utils import EvaluatorType, ModelType, init_logger, init_seed, set_color
 
 from recbole_adt.config import Config
 from recbole_adt.data import ADTDataset
+from recbole_adt.data.checks import check_dataset_files
 from recbole_adt.evaluation import (
     OVERALL,
     evaluate_groups,
@@ -26,6 +27,8 @@ from recbole_adt.evaluation import (
     ratio_group_loaders,
     select_colliding,
 )
+from recbole_adt.settings import check_topk_fits
+from recbole_adt.trainer.checkpoint import WeightsOnlyCheckpointMixin, read_checkpoint
 from recbole_adt.utils import get_model, get_trainer
 
 # Model types whose dataset class is RecBole's plain Dataset, so the clean split applies.
@@ -43,17 +46,30 @@ def build_dataset(config):
 
 
 def run_recbole_adt(
-    model=None, dataset=None, config_file_list=None, config_dict=None, saved=True
+    model=None,
+    dataset=None,
+    config_file_list=None,
+    config_dict=None,
+    saved=True,
+    resume_file=None,
 ) -> dict:
-    """Train on all interactions, select the checkpoint on validation, test on true positives."""
+    """Train on all interactions, select the checkpoint on validation, test on true positives.
+
+    ``resume_file`` continues an interrupted run from one of its checkpoints: the model, dataset
+    and settings of that run apply unless given here, the iteration counter (and phase) carry
+    on, and training saves to a new file, leaving the resumed one as it was.
+    """
+    if resume_file is not None:
+        checkpoint = read_checkpoint(resume_file)
+        model, dataset, config_dict = _resumed_settings(checkpoint, model, dataset, config_dict)
     config = Config(model, dataset, config_file_list, config_dict)
+    check_dataset_files(config)  # before any log or checkpoint folder is made
     if config["num_threads"]:
         torch.set_num_threads(config["num_threads"])
     init_seed(config["seed"], config["reproducibility"])
     # RecBole creates these (log/ is fixed in init_logger) with a check-then-mkdir that fails
     # when two runs start together.
     os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
-    os.makedirs(config["checkpoint_dir"], exist_ok=True)
     init_logger(config)
     logger = getLogger()
     logger.info(sys.argv)
@@ -61,13 +77,20 @@ def run_recbole_adt(
 
     dataset = build_dataset(config)
     logger.info(dataset)
+    if config["eval_type"] == EvaluatorType.RANKING:
+        check_topk_fits(config["topk"], dataset.item_num - 1, config["dataset"])  # - [PAD]
     train_data, valid_data, test_data = data_preparation(config, dataset)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model)
 
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    if resume_file is not None:
+        if not isinstance(trainer, WeightsOnlyCheckpointMixin):
+            raise ValueError(f"{config['model']} runs cannot be resumed: start a new run.")
+        trainer.resume_checkpoint(resume_file)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
@@ -81,6 +104,18 @@ def run_recbole_adt(
     extra = getattr(train_data._dataset, "extra_feedback", None)
     result.update(_test(config, trainer, extra, valid_data, test_data, saved))
     return result
+
+
+def _resumed_settings(checkpoint: dict, model, dataset, config_dict):
+    """Model, dataset and settings of a resumed run: the checkpoint's, then the caller's."""
+    saved = checkpoint["config"]
+    if model is not None and get_model(model).__name__.lower() != str(saved["model"]).lower():
+        raise ValueError(
+            f"The checkpoint holds a {saved['model']} model, not {model}: resume with "
+            f"--model={saved['model']}, or leave --model out."
+        )
+    settings = {**checkpoint.get("external_config", {}), **(config_dict or {})}
+    return model or saved["model"], dataset or saved["dataset"], settings
 
 
 def _test(config, trainer, extra, valid_data, test_data, saved: bool) -> dict:
@@ -129,7 +164,12 @@ def run_seeds(
     runs = []
     for seed in seeds:
         run_config = {**(config_dict or {}), "seed": int(seed)}
-        runs.append(run_recbole_adt(model, dataset, config_file_list, run_config, saved))
+        try:
+            runs.append(run_recbole_adt(model, dataset, config_file_list, run_config, saved))
+        except ValueError as err:
+            raise ValueError(
+                f"The run with seed {seed} (of seeds {list(seeds)}) stopped: {err}"
+            ) from err
     outcome = {"runs": runs, "test_summary": summarize([run["test_result"] for run in runs])}
     for groups, key in (
         ("test_groups", "group_summary"),
@@ -157,9 +197,10 @@ def load_data_and_model(model_file):
     Like ``recbole.quick_start.load_data_and_model``, which cannot read these weights-only
     checkpoints. Returns ``config, model, dataset, train_data, valid_data, test_data``.
     """
-    checkpoint = torch.load(model_file, map_location="cpu")  # weights_only: plain data only
+    checkpoint = read_checkpoint(model_file)  # weights-only: tensors and plain values
     saved = checkpoint["config"]
-    config = Config(saved["model"], saved["dataset"], config_dict=checkpoint["external_config"])
+    settings = checkpoint.get("external_config", {})
+    config = Config(saved["model"], saved["dataset"], config_dict=settings)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     dataset = build_dataset(config)

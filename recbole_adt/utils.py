@@ -2,19 +2,104 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib
+import inspect
+from pathlib import Path
+
+import recbole
+from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.trainer import Trainer
-from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_adt import model as adt_models
 from recbole_adt import trainer as adt_trainers
 
+_RECBOLE_FAMILIES = (
+    "general_recommender",
+    "context_aware_recommender",
+    "sequential_recommender",
+    "knowledge_aware_recommender",
+    "exlib_recommender",
+)
+
 
 def get_model(model_name: str) -> type:
-    """Our GMF, NeuMF or CDAE by name; any other name is looked up in RecBole."""
-    if model_name in adt_models.MODELS:
-        return adt_models.MODELS[model_name]
-    return recbole_get_model(model_name)
+    """Our model by name, else RecBole's; a case-insensitive match counts if it is unique.
+
+    An unknown name raises ``ValueError`` listing the valid names and the closest ones.
+    """
+    if not isinstance(model_name, str):
+        raise ValueError(unknown_model_message(model_name))
+    exact = adt_models.MODELS.get(model_name) or _recbole_model(model_name)
+    if exact is not None:
+        return exact
+    for models in (adt_models.MODELS, recbole_models()):
+        folded = [name for name in models if name.lower() == model_name.lower()]
+        if len(folded) == 1:
+            return models[folded[0]]
+    _check_optional_dependency(model_name)
+    raise ValueError(unknown_model_message(model_name))
+
+
+def recbole_models() -> dict:
+    """RecBole's model classes by name, from each family whose dependencies are installed."""
+    models = {}
+    for family in _RECBOLE_FAMILIES:
+        module = _family_module(family)
+        for name, value in vars(module).items() if module else ():
+            if inspect.isclass(value) and issubclass(value, AbstractRecommender):
+                models.setdefault(name, value)
+    return models
+
+
+def _recbole_model(name: str) -> type | None:
+    """RecBole's class ``name``, importing its model families one at a time."""
+    for family in _RECBOLE_FAMILIES:
+        value = getattr(_family_module(family), name, None)
+        if inspect.isclass(value) and issubclass(value, AbstractRecommender):
+            return value
+    return None
+
+
+@functools.cache
+def _family_module(family: str):
+    try:
+        return importlib.import_module(f"recbole.model.{family}")
+    except ImportError:  # exlib needs lightgbm and xgboost
+        return None
+
+
+def unknown_model_message(model_name) -> str:
+    ours = list(adt_models.MODELS)
+    general = sorted(
+        name
+        for name, model in recbole_models().items()
+        if model.__module__.startswith("recbole.model.general_recommender.") and name not in ours
+    )
+    by_lower = {name.lower(): name for name in [*recbole_models(), *ours]}
+    close = difflib.get_close_matches(str(model_name).lower(), list(by_lower), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(by_lower[name] for name in close)}?" if close else ""
+    return (
+        f"Unknown model {model_name!r}.{hint} Give --model=NAME with a model of this package "
+        f"({', '.join(ours)}) or one of RecBole's general models ({', '.join(general)}); "
+        "RecBole's context-aware, sequential and knowledge-aware models are found by name too."
+    )
+
+
+def _check_optional_dependency(model_name: str) -> None:
+    """RecBole's LightGBM and XGBoost need packages that RecBole does not install."""
+    module = Path(recbole.__file__).parent / "model" / "exlib_recommender"
+    if not (module / f"{model_name.lower()}.py").is_file():
+        return
+    try:
+        importlib.import_module("recbole.model.exlib_recommender")
+    except ImportError as err:
+        raise ValueError(
+            f"RecBole's {model_name} needs the {err.name} package, which is not installed: "
+            f"pip install {err.name}"
+        ) from err
 
 
 def get_trainer(model_type, model_name: str) -> type:

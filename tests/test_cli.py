@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +60,7 @@ def test_embedded_default_dataset(tmp_path):
     assert converted.exists()
     lines = converted.read_text().splitlines()
     assert lines[0].split("\t")[-1] == "false_positive:float" and len(lines) == 100_001
+    assert "First use of ml-100k-fp: converting" in output
     assert "The number of inters: 100000" in output
     assert re.search(r"Clean test: kept \d+ true positives", output)
     assert re.search(r"test result.*'ndcg@20', 0\.\d+", output)
@@ -70,3 +72,35 @@ def test_seed_and_seeds_conflict():
     with pytest.raises(SystemExit):
         parse_args(["--seeds=1,2", "--seed=3"])
     assert parse_args(["--seeds=1,2", "--epochs=3"]).seeds == "1,2"
+
+
+@pytest.mark.slow
+def test_resume_from_the_command_line(planted_data, capsys):
+    """--resume=PATH continues the run with its settings, into a new checkpoint."""
+    from recbole_adt.cli import main
+
+    main(
+        [
+            "--model=GMF",
+            "--dataset=planted",
+            f"--data_path={planted_data}",
+            "--adt_loss=TCE",
+            "--num_gradual=30",
+            "--epochs=1",
+            "--eval_step=0",  # save every epoch
+            "--show_progress=False",
+            "--state=WARNING",
+        ]
+    )
+    first = re.search(r"^checkpoint: (\S+)$", capsys.readouterr().out, re.M).group(1)
+    before = Path(first).read_bytes()
+    interrupted = torch.load(first, weights_only=True)
+    assert interrupted["epoch"] == 0
+
+    main([f"--resume={first}", "--epochs=2"])
+    second = re.search(r"^checkpoint: (\S+)$", capsys.readouterr().out, re.M).group(1)
+    assert second != first and Path(first).read_bytes() == before
+    resumed = torch.load(second, weights_only=True)
+    assert resumed["epoch"] == 1
+    assert resumed["adt_iteration"] == 2 * interrupted["adt_iteration"]
+    assert resumed["config"]["dataset"] == "planted" and resumed["config"]["adt_loss"] == "TCE"

@@ -203,6 +203,10 @@ def test_nmtr_user_space_is_its_user_factors(base_config):
     assert model.user_representations().shape == (train._dataset.user_num, 32)
 
 
+@pytest.mark.parametrize(
+    ("model_name", "settings"),
+    [("NMTR", {}), ("NMTR", {"adt_loss": "TCE", "num_gradual": 20}), ("GMF", {"adt_loss": "NR"})],
+)
 def test_trains_and_evaluates(base_config, model_name, settings):
     result = run_recbole_adt(model_name, config_dict={**base_config, **settings})
     metrics = {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}

@@ -9,19 +9,45 @@ ordinary non-hit, as in the authors' code, where such items were never in the te
 
 from __future__ import annotations
 
+import pandas as pd
 from recbole.data.dataset import Dataset
 from recbole.utils import FeatureType, set_color
 
+from recbole_adt.data.checks import (
+    check_clean_test,
+    check_dataset_files,
+    check_flag_values,
+    check_splits,
+    inter_files,
+)
 from recbole_adt.data.embedded import ensure_embedded_dataset
 from recbole_adt.data.extra_feedback import select_extra_feedback
+from recbole_adt.data.shared_pairs import apply_shared_pairs_policy
 
 
 class ADTDataset(Dataset):
     def __init__(self, config):
         ensure_embedded_dataset(config)
+        check_dataset_files(config)
         self.fp_field = config["fp_field"]
         super().__init__(config)
         self._check_fp_field()
+
+    def _load_inter_feat(self, token, dataset_path):
+        """RecBole's, then the raw flag is checked: ``_fill_nan`` would hide its empty cells."""
+        files = inter_files(self.config)
+        try:
+            super()._load_inter_feat(token, dataset_path)
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"Could not read {', '.join(files)}: {err}. Each row needs one value per header "
+                "column, separated like the header, and name:float columns hold numbers."
+            ) from err
+        if self.inter_feat is None or len(self.inter_feat) == 0:
+            raise ValueError(f"{', '.join(files)} holds no interactions, only a header.")
+        if self.field2type.get(self.fp_field) == FeatureType.FLOAT:
+            sizes = getattr(self, "file_size_list", None) or [len(self.inter_feat)]
+            check_flag_values(self.inter_feat, self.fp_field, files, sizes)
 
     def _check_fp_field(self) -> None:
         if not self.config["clean_test"]:
@@ -42,6 +68,10 @@ class ADTDataset(Dataset):
 
     def build(self):
         datasets = super().build()
+        parts = self.benchmark_filename_list
+        check_splits(datasets, list(parts or ["train", "valid", "test"]), self.dataset_name)
+        if parts is not None:
+            datasets = apply_shared_pairs_policy(datasets, list(parts), self.config["shared_pairs"])
         train = datasets[0]
         # D* (extra feedback) comes from the training split alone; models and trainers read it here.
         train.extra_feedback = select_extra_feedback(self.config, train)
@@ -56,4 +86,5 @@ class ADTDataset(Dataset):
             set_color("Clean test", "pink")
             + f": kept {int(is_clean.sum())} true positives of {len(is_clean)} test interactions"
         )
+        check_clean_test(int(is_clean.sum()), len(is_clean), self.config)
         return [*train_valid, test.copy(test.inter_feat[is_clean])]

@@ -9,6 +9,8 @@ folder and rescale every float field.
 from __future__ import annotations
 
 import os
+import time
+from logging import getLogger
 from pathlib import Path
 
 import recbole
@@ -29,7 +31,33 @@ def ensure_embedded_dataset(config) -> None:
         return
     from dataset_converters import convert
 
+    logger = getLogger()
+    logger.info(
+        f"First use of {EMBEDDED_DATASET}: converting RecBole's bundled MovieLens-100K "
+        f"({bundled_ml100k()}) into {dataset_dir}, rating < 3 = false positive."
+    )
     try:
-        convert("ml-100k", [bundled_ml100k()], os.fspath(dataset_dir.parent), name=EMBEDDED_DATASET)
+        stats = convert(
+            "ml-100k", [bundled_ml100k()], os.fspath(dataset_dir.parent), name=EMBEDDED_DATASET
+        )
     except FileExistsError:
-        pass  # another process converted it first; its write was atomic
+        logger.info(f"{EMBEDDED_DATASET} was converted meanwhile by another run.")
+        return  # its write was atomic
+    except ValueError:
+        if not _wait_for_other_conversion(dataset_dir):
+            raise
+        logger.info(f"{EMBEDDED_DATASET} was converted meanwhile by another run.")
+        return
+    logger.info(
+        f"Wrote {dataset_dir / f'{EMBEDDED_DATASET}.inter'}: {stats.get('interactions')} "
+        f"interactions, {stats.get('false_positives')} false positives."
+    )
+
+
+def _wait_for_other_conversion(dataset_dir: Path, timeout: float = 120.0) -> bool:
+    """Whether a conversion holding the folder's lock finished writing the dataset in time."""
+    target = dataset_dir / f"{EMBEDDED_DATASET}.inter"
+    deadline = time.monotonic() + timeout
+    while any(dataset_dir.glob(".*.lock")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return target.exists()

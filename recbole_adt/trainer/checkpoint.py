@@ -2,18 +2,27 @@
 
 RecBole 1.2.1 pickles the whole ``Config`` into each checkpoint, which torch >= 2.6 refuses to
 load, so ``Trainer.evaluate(load_best_model=True)`` and ``resume_checkpoint`` fail. Here the
-checkpoint holds tensors and plain metadata only, so RecBole's own loading code works unchanged.
+checkpoint holds tensors and plain metadata only.
+
+Every checkpoint we read goes through :func:`read_checkpoint`, which passes ``weights_only=True``
+explicitly: RecBole's own loads omit it, and so unpickle anything (running the code a pickle
+names) when ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` is set. An explicit argument beats that
+variable, and a file that holds anything but tensors and plain values is refused.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import uuid
 
 import torch
 from recbole.utils import set_color
 
+from recbole_adt.data.shared_pairs import mask_shared_pairs
+
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
+_TRAINING_STATE = ("epoch", "cur_step", "best_valid_score", "optimizer")
 
 
 def is_plain(value) -> bool:
@@ -25,6 +34,48 @@ def is_plain(value) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
     return False
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """A checkpoint saved by our trainers, loaded weights-only; ``ValueError`` for anything else."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"No checkpoint file {path!r}. Give the path that a run printed at its end "
+            "('checkpoint: saved/...pth'), relative to the folder the run was started in."
+        )
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        detail = str(err).partition("WeightsUnpickler error: ")[2].split(". ")[0]
+        if "Unsupported global" in detail or "Unsupported class" in detail:
+            raise ValueError(
+                f"Refused to load {path}: it holds Python objects, not just tensors and plain "
+                f"values ({detail}), and unpickling them could run code. Only checkpoints "
+                "saved by recbole-adt can be loaded; RecBole's own pickle its Config."
+            ) from err
+        raise ValueError(f"{path} is not a readable checkpoint: {detail or err}.") from err
+    except Exception as err:  # torch raises many kinds on a file that is not its format
+        reason = f"{type(err).__name__}: {str(err).split('. ')[0]}"
+        raise ValueError(
+            f"{path} is not a readable checkpoint ({reason}): it may be truncated, or not "
+            "a file saved by torch."
+        ) from err
+    missing = [
+        key
+        for key in ("config", "state_dict")
+        if not isinstance(checkpoint, dict) or key not in checkpoint
+    ]
+    if missing:
+        raise ValueError(
+            f"{path} is not a checkpoint saved by recbole-adt: it has no {' or '.join(missing)}."
+        )
+    saved = checkpoint["config"]
+    if not isinstance(saved, dict) or not all(
+        isinstance(saved.get(key), str) for key in ("model", "dataset")
+    ):
+        raise ValueError(f"{path} is not a checkpoint saved by recbole-adt: no model and dataset.")
+    return checkpoint
 
 
 def plain_config(config) -> dict:
@@ -63,11 +114,32 @@ class WeightsOnlyCheckpointMixin:
         it was: the run saves to a fresh name, starting with a copy of the resumed state.
         """
         resume_file = str(resume_file)
-        checkpoint = torch.load(resume_file, map_location=self.device, weights_only=True)
+        checkpoint = read_checkpoint(resume_file, map_location=self.device)
+        missing = [key for key in _TRAINING_STATE if key not in checkpoint]
+        if missing:
+            raise ValueError(
+                f"{resume_file} holds no training state ({', '.join(missing)}), so training "
+                "cannot resume from it; load_data_and_model can still evaluate it."
+            )
         self._restore_checkpoint_state(checkpoint)
         self._save_checkpoint(int(checkpoint["epoch"]), verbose=False)
         self.logger.info(
             f"Resumed {resume_file} at epoch {self.start_epoch}; saving to {self.saved_model_file}"
+        )
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        """RecBole's, but the best checkpoint is loaded here, weights-only, and the shared pairs
+        of pre-split data are masked (``shared_pairs: mask``) before the split is scored."""
+        if eval_data and load_best_model:
+            checkpoint_file = model_file or self.saved_model_file
+            checkpoint = read_checkpoint(checkpoint_file, map_location=self.device)
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        if eval_data:
+            mask_shared_pairs(eval_data)
+        return super().evaluate(
+            eval_data, load_best_model=False, model_file=model_file, show_progress=show_progress
         )
 
     def _restore_checkpoint_state(self, checkpoint: dict) -> None:

@@ -28,6 +28,7 @@ from recbole.utils import set_color
 from recbole_adt.data.extra_feedback import extra_feedback_dataset
 from recbole_adt.phases import Phase, parse_phases
 from recbole_adt.trainer.adt_trainer import ADTTrainer
+from recbole_adt.trainer.checkpoint import read_checkpoint
 
 
 class PhasedTrainer(ADTTrainer):
@@ -136,7 +137,7 @@ class PhasedTrainer(ADTTrainer):
         return {**loaders, "warmup": loader, "finetune": loader}
 
     def _load_best(self) -> None:
-        checkpoint = torch.load(self.saved_model_file, map_location=self.device, weights_only=True)
+        checkpoint = read_checkpoint(self.saved_model_file, map_location=self.device)
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
 

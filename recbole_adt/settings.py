@@ -1,0 +1,209 @@
+"""Settings that RecBole only trips over late, checked once before any data is loaded.
+
+RecBole reads ``epochs``, ``topk``, the batch sizes and the like where it first uses them: a
+``--epochs=abc`` fails inside ``int()``, a ``--learning_rate=fast`` inside the optimizer, a
+``valid_metric`` that is not computed at the end of the first epoch, and ``train_batch_size: 0``
+never finishes. :func:`check_run_settings` checks their types and ranges up front and raises a
+``ValueError`` that names the setting, the value and the fix. Config files are read by
+:func:`read_config_file`, which names the file and the line of a yaml error.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import os
+
+import yaml
+
+SHARED_PAIRS_POLICIES = ("mask", "drop", "unmask")
+
+# name -> smallest allowed value; whole-number floats (1e3 on a command line) become ints.
+_INTEGER_SETTINGS = {
+    "epochs": 1,
+    "train_batch_size": 1,
+    "eval_batch_size": 1,
+    "stopping_step": 0,
+    "eval_step": 0,
+    "seed": 0,
+}
+_POSITIVE_NUMBERS = ("learning_rate",)
+_NON_NEGATIVE_NUMBERS = ("weight_decay",)
+_BOOLEAN_SETTINGS = ("clean_test", "show_progress", "reproducibility")
+_TEXT_SETTINGS = ("data_path", "checkpoint_dir")
+
+
+def check_run_settings(settings: dict, defaults: dict | None = None) -> None:
+    """Raise ``ValueError`` on a setting of the wrong type or range; normalise whole floats.
+
+    ``settings`` is the merged config (RecBole's ``final_config_dict``), changed in place where a
+    whole-number float stands for an integer. ``defaults`` (the internal, non-user settings)
+    supply the example value in each message.
+    """
+    defaults = defaults or {}
+    for name, minimum in _INTEGER_SETTINGS.items():
+        if name in settings:
+            settings[name] = _integer(name, settings[name], minimum, defaults)
+    if "num_threads" in settings and settings["num_threads"] is not None:
+        settings["num_threads"] = _integer("num_threads", settings["num_threads"], 0, defaults)
+    for name in _POSITIVE_NUMBERS:
+        value = settings.get(name)
+        if name in settings and not (_is_number(value) and math.isfinite(value) and value > 0):
+            raise ValueError(_message(name, value, "a number > 0", defaults))
+    for name in _NON_NEGATIVE_NUMBERS:
+        value = settings.get(name)
+        if value is not None and not (_is_number(value) and math.isfinite(value) and value >= 0):
+            raise ValueError(_message(name, value, "a number >= 0", defaults))
+    for name in _BOOLEAN_SETTINGS:
+        if name in settings and not isinstance(settings[name], bool):
+            raise ValueError(_message(name, settings[name], "True or False", defaults))
+    for name in _TEXT_SETTINGS:
+        if name in settings and not isinstance(settings[name], str):
+            raise ValueError(_message(name, settings[name], "a path", defaults))
+    fp_field = settings.get("fp_field")
+    if fp_field is not None and not isinstance(fp_field, str):
+        raise ValueError(_message("fp_field", fp_field, "a field name (or empty)", defaults))
+    check_shared_pairs(settings.get("shared_pairs", "mask"))
+    _check_metrics(settings, defaults)
+
+
+def check_shared_pairs(policy) -> str:
+    """Validate ``shared_pairs``: what to do with test pairs already seen in training data."""
+    if policy not in SHARED_PAIRS_POLICIES:
+        raise ValueError(
+            f"shared_pairs must be one of {', '.join(SHARED_PAIRS_POLICIES)}, got {policy!r}. "
+            "It applies to pre-split data (benchmark_filename) whose evaluation split repeats "
+            "(user, item) pairs of an earlier split: mask keeps them as positives but masks "
+            "them like history (the authors' protocol), drop removes them from the later "
+            "split, unmask keeps RecBole's behaviour (they can be hit)."
+        )
+    return policy
+
+
+def check_topk_fits(topk, n_items: int, dataset_name: str) -> None:
+    """``ValueError`` if a cut-off asks for more items than the dataset has."""
+    too_large = [k for k in topk if k > n_items]
+    if too_large:
+        raise ValueError(
+            f"topk {list(topk)} asks for top-{max(too_large)} lists, but dataset "
+            f"{dataset_name!r} has only {n_items} items. Set topk to values of at most "
+            f"{n_items} (e.g. --topk=[{min(10, n_items)}]) and valid_metric to match."
+        )
+
+
+def read_config_file(path, loader=yaml.FullLoader) -> dict:
+    """The settings in one yaml config file; ``ValueError`` naming the file and the fix."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        where = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise ValueError(
+            f"Config file {path!r} {where} (working directory {os.getcwd()}). Give the path of "
+            "a yaml file, e.g. --config_files=properties/tce.yaml; several go in one quoted, "
+            'space-separated value: --config_files="a.yaml b.yaml".'
+        )
+    try:
+        with open(path, encoding="utf-8") as file:
+            settings = yaml.load(file.read(), Loader=loader)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"Config file {path!r} is not UTF-8 text ({err.reason}).") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(
+            f"Config file {path!r} is not valid yaml{where}: {problem}. Write one "
+            "'setting: value' per line, e.g. 'epochs: 5' or 'topk: [10, 20]'."
+        ) from err
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ValueError(
+            f"Config file {path!r} holds a yaml {type(settings).__name__}, not settings: write "
+            "one 'setting: value' per line (a mapping), e.g. 'epochs: 5'."
+        )
+    return settings
+
+
+def literal_setting(text: str):
+    """A command-line or config-dict string as the value it spells, never running code.
+
+    RecBole ``eval``s these strings; a saved checkpoint's settings pass through here too, so
+    only Python literals (numbers, lists, dicts, True, None ...) are converted.
+    """
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        return text
+
+
+def _integer(name: str, value, minimum: int, defaults: dict) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(_message(name, value, wanted, defaults))
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _message(name: str, value, wanted: str, defaults: dict) -> str:
+    example = defaults.get(name)
+    fix = f"--{name}={example}" if example is not None and not isinstance(example, dict) else ""
+    fix = f" (the default: {fix})" if fix else ""
+    return (
+        f"{name} must be {wanted}, got {value!r}. Set it on the command line as --{name}=VALUE"
+        f"{fix} or as '{name}: VALUE' in a config file."
+    )
+
+
+def _check_metrics(settings: dict, defaults: dict) -> None:
+    """metrics, topk and valid_metric: known names, positive cut-offs, a computed valid_metric."""
+    from recbole.evaluator.base_metric import TopkMetric
+    from recbole.evaluator.register import metrics_dict
+
+    metrics = settings.get("metrics")
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, list) or not metrics:
+        raise ValueError(_message("metrics", settings.get("metrics"), "a list", defaults))
+    known = {name.lower() for name in metrics_dict}
+    for metric in metrics:
+        if not isinstance(metric, str) or metric.lower() not in known:
+            raise ValueError(
+                f"Unknown metric {metric!r} in metrics. RecBole's metrics are: "
+                f"{', '.join(sorted(metrics_dict))} (case-insensitive)."
+            )
+    topk = settings.get("topk")
+    ks = [topk] if isinstance(topk, int) and not isinstance(topk, bool) else topk
+    if (
+        not isinstance(ks, list)
+        or not ks
+        or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks)
+    ):
+        raise ValueError(
+            f"topk must be a positive integer or a list of them, got {topk!r}: e.g. "
+            "--topk=[10,20] (no spaces on a command line) or 'topk: [10, 20]' in a config file."
+        )
+    valid_metric = settings.get("valid_metric")
+    if not isinstance(valid_metric, str):
+        raise ValueError(_message("valid_metric", valid_metric, "a metric name", defaults))
+    name, _, cutoff = valid_metric.partition("@")
+    topk_metrics = [m for m in metrics if issubclass(metrics_dict[m.lower()], TopkMetric)]
+    choices = [f"{m}@{k}" for m in topk_metrics for k in ks]
+    choices += [m for m in metrics if m not in topk_metrics]
+    is_topk = name.lower() in metrics_dict and issubclass(metrics_dict[name.lower()], TopkMetric)
+    computed = name.lower() in {m.lower() for m in metrics} and (
+        (is_topk and cutoff.isdigit() and int(cutoff) in ks) or (not is_topk and not cutoff)
+    )
+    if not computed:
+        raise ValueError(
+            f"valid_metric {valid_metric!r} is not among the computed metrics (metrics "
+            f"{metrics}, topk {ks}): choose one of {', '.join(choices)}, or add it to metrics "
+            "and topk."
+        )
