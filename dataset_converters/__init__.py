@@ -3,7 +3,9 @@
 Every converter writes ``DIR/NAME/NAME.inter`` (or the authors' three split files) with a
 ``false_positive:float`` column (1.0 = false positive, labelled as in the paper's section 5) and
 ``DIR/NAME/NAME.stats.json``. Use the CLI (``python -m dataset_converters --help``) or
-:func:`convert`.
+:func:`convert`. Output is all or nothing, and bad input is refused or counted, never labelled:
+see :mod:`dataset_converters.base` for the policies (value ranges, ids that are not UTF-8,
+locks and interrupted runs).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from types import ModuleType
 from typing import Any
 
 from . import adressa, amazon, denoisingrec, ml100k, yelp
-from .base import ConversionError, make_options
+from .base import ConversionError, Terminated, make_options
 
-__all__ = ["SOURCES", "ConversionError", "convert"]
+__all__ = ["SOURCES", "ConversionError", "Terminated", "convert"]
 
 SOURCES: dict[str, ModuleType] = {m.NAME: m for m in (adressa, amazon, yelp, denoisingrec, ml100k)}
 
@@ -59,7 +61,11 @@ def convert(
     FileExistsError
         The output exists and ``force`` is false.
     ValueError
-        Unknown source or option, or unusable input (:class:`ConversionError`).
+        Unknown source or option, unusable input, or another conversion writing to the same
+        folder (:class:`ConversionError`).
+    Terminated
+        SIGTERM or SIGHUP arrived (in the main thread); like KeyboardInterrupt, it is raised
+        after the temporary files are removed.
     """
     module = SOURCES.get(source)
     if module is None:

@@ -4,7 +4,8 @@ Each day file holds one JSON event per line. A click is an event with both ``use
 article ``id`` (front-page events have no ``id``); other events are skipped. ``activeTime`` (the
 dwell time in seconds) becomes the ``dwell_time`` column: below 10 is a false positive, exactly
 10 is clean. Events without ``activeTime`` are dropped by default; ``--missing-active-time fp``
-keeps them as false positives with a dwell time of 0. An event without ``time`` is malformed.
+keeps them as false positives with a dwell time of 0. An event without ``time``, or with a
+negative ``activeTime``, is malformed.
 Repeated (user, article) clicks are kept unless ``--dedupe``.
 """
 
@@ -85,21 +86,22 @@ def _fields(path: Path) -> jf.JsonFields:
 def _rows(
     files: Sequence[Path], log: LineLog, keep_missing: bool, info: dict[str, int]
 ) -> Iterator[list[Row]]:
-    flag = FlagBelow(DWELL_THRESHOLD)
+    flag = FlagBelow(DWELL_THRESHOLD, low=0, what="activeTime")
     cached = flag.get
     not_click = no_dwell = 0
     for path in files:
-        for _, records in _fields(path).records(path, log):
+        for first, records in _fields(path).records(path, log):
             rows: list[Row] = []
             append = rows.append
-            for record in records:
+            for lineno, record in enumerate(records, first):
                 if record is None:
                     continue
                 user, item, ts, dwell = record
                 if not user or not item:
                     not_click += 1
                 elif dwell:
-                    append((user, item, dwell, ts, cached(dwell) or flag(dwell)))
+                    if fp := cached(dwell) or flag.at(dwell, path, lineno, log):
+                        append((user, item, dwell, ts, fp))
                 else:
                     no_dwell += 1
                     if keep_missing:

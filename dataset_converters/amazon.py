@@ -10,7 +10,8 @@ The release and file type are parameters, not classes:
   (item,user,rating,timestamp: item first), so CSV input requires ``--format``; the 2023 CSV has
   a ``user_id,parent_asin,rating,timestamp`` header.
 
-Ids stay strings (ASINs keep leading zeros and a trailing X); times become UTC unix seconds.
+Ids stay strings (ASINs keep leading zeros and a trailing X); times become UTC unix seconds. A
+rating outside 1-5 makes its line malformed (counted and reported, never labelled).
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from .base import (
     LineLog,
     Options,
     Row,
+    bad_id,
     convert_rows,
     head,
     line_batches,
     resolve_inputs,
+    suspect,
 )
 
 NAME = "amazon"
@@ -107,19 +110,20 @@ def _json_rows(path: Path, log: LineLog, flavours: list[str]) -> Iterator[list[R
         first_lines,
         python_literals=True,
     )
-    flag = FlagBelow(3)
+    flag = FlagBelow(3, low=1, high=5, what="rating")
     cached = flag.get
     millis = flavour == "2023-json"
-    for _, records in fields.records(path, log):
+    for first, records in fields.records(path, log):
         rows: list[Row] = []
         append = rows.append
-        for record in records:
+        for lineno, record in enumerate(records, first):
             if record is None:
                 continue
             user, item, rating, ts = record
-            if millis:
-                ts = _ms_to_seconds(ts)
-            append((user, item, rating, ts, cached(rating) or flag(rating)))
+            fp = cached(rating) or flag.at(rating, path, lineno, log)
+            if fp is None:
+                continue
+            append((user, item, rating, _ms_to_seconds(ts) if millis else ts, fp))
         yield rows
 
 
@@ -154,12 +158,13 @@ def _asin_like(value: bytes) -> bool:
 def _csv_rows(path: Path, log: LineLog, fmt: str, warnings: list[str]) -> Iterator[list[Row]]:
     (cu, ci, cr, ct), width, header_pending = _csv_columns(path, fmt)
     millis = fmt == "2023-csv"
-    flag = FlagBelow(3)
+    flag = FlagBelow(3, low=1, high=5, what="rating")
     cached = flag.get
     asin_users = asin_items = 0  # ASIN-shaped ids in each column, to catch swapped columns
     for first, lines in line_batches(path):
         rows: list[Row] = []
         append = rows.append
+        check_ids = suspect(lines)
         for lineno, line in enumerate(lines, first):
             if header_pending and line.strip():  # the 2023 header: the first non-blank line
                 header_pending = False
@@ -171,13 +176,14 @@ def _csv_rows(path: Path, log: LineLog, fmt: str, warnings: list[str]) -> Iterat
                     continue
             user, item = fields[cu].strip(), fields[ci].strip()
             rating, ts = fields[cr].strip(), fields[ct].strip()
-            try:
-                fp = cached(rating) or flag(rating)
-            except ValueError:
-                log.bad(path, lineno, f"bad rating: {rating[:20].decode(errors='replace')!r}")
+            fp = cached(rating) or flag.at(rating, path, lineno, log)
+            if fp is None:
                 continue
             if not ts.isdigit() or not user or not item:
                 log.bad(path, lineno, "empty id or non-integer timestamp")
+                continue
+            if check_ids and (why := bad_id(user, item)):
+                log.bad(path, lineno, why)
                 continue
             append((user, item, rating, _ms_to_seconds(ts) if millis else ts, fp))
         if first == 1:
@@ -199,10 +205,11 @@ def _csv_slow(line: bytes, width: int, path: Path, lineno: int, log: LineLog) ->
     if not line.strip():
         log.skip("blank")
         return None
-    if 9 not in line and 34 in line:  # quoted fields
+    if 9 not in line and 34 in line:  # quoted fields; bad UTF-8 is kept for bad_id to report
         try:
-            fields = [c.encode() for c in next(csv.reader([line.decode("utf-8")]))]
-        except (csv.Error, UnicodeDecodeError, StopIteration):
+            text = line.decode("utf-8", "surrogateescape")
+            fields = [c.encode("utf-8", "surrogateescape") for c in next(csv.reader([text]))]
+        except (csv.Error, StopIteration):
             fields = []
         if len(fields) == width:
             return fields
@@ -222,7 +229,10 @@ def convert(
     warnings: list[str] = []
     if opts.format in (None, "json"):
         for path in files:
-            if not head(path, 1)[0].lstrip().startswith(b"{"):
+            first = head(path, 1)[0].lstrip()
+            if first.startswith(b"["):
+                raise ConversionError(f"{path} is not JSON lines: {jf.JSON_ARRAY}")
+            if not first.startswith(b"{"):
                 raise ConversionError(
                     f"{path} is not JSON lines; for a ratings CSV give --format "
                     "2014-csv (user first), 2018-csv (item first) or 2023-csv (header)"

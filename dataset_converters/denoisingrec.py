@@ -3,6 +3,8 @@
 
 Train and valid lines are ``user<TAB>item<TAB>flag`` with **flag 1 = true positive** (the
 authors' loader calls the column "noisy", which is misleading), so ``false_positive = 1 - flag``.
+A flag column holding another number (a 1-5 rating, say) is refused rather than read: rows
+rated 1 would become clean positives and the rest would be dropped.
 Test lines hold clean positives only: ``user<TAB>item``, or in Adressa's copy a ``(u, i)`` tuple
 as the first field; further fields (sampled negatives) are ignored. CRLF endings and a missing
 final newline are fine. The split is kept as it is: the output is ``NAME.train.inter``,
@@ -32,7 +34,6 @@ from .base import (
     line_batches,
     log_stats,
     options_dict,
-    refuse_overwrite,
     stats_bytes,
     summary,
     write_interactions,
@@ -43,6 +44,13 @@ HELP = "the paper authors' NAME.train.rating / .valid.rating / .test.negative (k
 OPTIONS = BaseOptions  # the split is the authors': no dedupe or k-core
 SPLITS = {"train": "train.rating", "valid": "valid.rating", "test": "test.negative"}
 ROW3 = b"%s\t%s\t%s\n"
+NOT_A_FLAG = (
+    "the third column holds {}, but in the authors' files it is a 0/1 flag (1 = clean, 0 = "
+    "false positive); this looks like a file of ratings, which would be mislabelled. Convert "
+    "ratings with the ml-100k converter (a RecBole .inter file) or amazon --format 2014-csv "
+    "(user,item,rating,timestamp), where rating < 3 is a false positive, or write the flag "
+    "yourself (1 if rating >= 3 else 0)"
+)
 Row3 = tuple[bytes, bytes, bytes]
 
 
@@ -58,11 +66,25 @@ def _id(token: bytes) -> bytes:
 
 
 def _labelled(line: bytes) -> Row3:
-    """``user item flag`` (flag 1 = clean) as a row with the false-positive flag."""
+    """``user item flag`` (flag 1 = clean) as a row with the false-positive flag.
+
+    Raises ValueError for a malformed line, and ConversionError for a number other than 0 and 1
+    in the flag column: that is a file of ratings, which would be silently mislabelled.
+    """
     parts = line.split()
-    if len(parts) != 3 or parts[2] not in (b"0", b"1"):
+    if len(parts) != 3:
         raise ValueError("expected user, item and a 0/1 flag")
-    return _id(parts[0]), _id(parts[1]), FLAG[parts[2] == b"0"]
+    flag = parts[2]
+    if flag not in (b"0", b"1"):
+        shown = flag[:20].decode(errors="replace")
+        try:
+            value = float(flag)
+        except ValueError:
+            raise ValueError(f"flag {shown!r} is not 0 or 1") from None
+        if value not in (0.0, 1.0):  # 3, 4.5, nan: not a flag
+            raise ConversionError(NOT_A_FLAG.format(shown))
+        flag = b"1" if value else b"0"
+    return _id(parts[0]), _id(parts[1]), FLAG[flag == b"0"]
 
 
 def _test(line: bytes) -> Row3:
@@ -87,6 +109,8 @@ def _rows(path: Path, split: str, log: LineLog) -> Iterator[list[Row3]]:
         for lineno, line in enumerate(lines, first):
             try:
                 rows.append(parse(line))
+            except ConversionError as exc:
+                raise ConversionError(f"{path}:{lineno}: {exc}") from None
             except ValueError as exc:
                 if line.strip():
                     log.bad(path, lineno, str(exc))
@@ -103,6 +127,8 @@ def _check_format(path: Path, split: str) -> None:
         try:
             parse(line)
             return
+        except ConversionError as exc:
+            raise ConversionError(f"{path}: {exc}") from None
         except ValueError:
             continue
     shape = "user item" if split == "test" else "user item flag"
@@ -150,7 +176,6 @@ def convert(
     directory = Path(output_dir) / name
     outputs = {split: f"{name}.{split}.inter" for split in SPLITS}
     stats_file = f"{name}.stats.json"
-    refuse_overwrite([directory / f for f in [*outputs.values(), stats_file]], force)
     for split, path in files.items():
         _check_format(path, split)
     log = LineLog(opts.strict)
@@ -158,7 +183,7 @@ def convert(
     splits: dict[str, dict[str, int]] = {}
     users: set[bytes] = set()
     items: set[bytes] = set()
-    with Staging(directory) as staging:
+    with Staging(directory, [*outputs.values(), stats_file], force) as staging:
         for split, path in files.items():
             out = staging.open(outputs[split])
             out.write(columns)

@@ -46,6 +46,10 @@ _VALUE = {
     FLOAT: rb"(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?)(?=[\s,}])",
 }
 _FIRST = itemgetter(0)
+JSON_ARRAY = (
+    "it holds a JSON array, but the converters read JSON lines (one object per line): "
+    "convert it with jq -c '.[]'"
+)
 BULK_REACH = 300  # bytes the bulk regex may have to walk per line before tier 2 is faster
 
 
@@ -81,13 +85,14 @@ class JsonFields:
         self.python_literals = python_literals
         samples = list(_parsed(head, python_literals))
         if not samples:
-            raise Malformed(f"no JSON object in the first {len(head)} line(s)")
+            raise _no_object(head)
         self.sample = samples[0][1]
         full = next((s for s in samples if all(f.key in s[1] for f in fields)), None)
         bulk = full and _bulk_pattern(self.fields, *full)
         self._bulk, self._pick = bulk or (None, None)
         self._plan = _line_plan(self.fields, samples[0][0])
         self._converts = [(i, f.key, f.convert) for i, f in enumerate(fields) if f.convert]
+        self._ids = [i for i, f in enumerate(fields) if f.kind is STR and not f.convert]
 
     # -- tier 1 --------------------------------------------------------------------------------
 
@@ -109,6 +114,8 @@ class JsonFields:
                 if len(matches) != n:  # no bulk pattern: every line takes tier 2
                     matches = [(b"", line) for line in block.split(b"\n")]
                 records = [self._record(m, path, first + k, log) for k, m in enumerate(matches)]
+            if not block.isascii():  # 40 us per MiB; ASCII ids are valid UTF-8
+                records = self._utf8(records, path, first, log)
             log.lines += n
             yield first, records
 
@@ -120,6 +127,27 @@ class JsonFields:
         for i, _, convert in self._converts:
             columns[i] = list(map(convert, columns[i]))
         return list(zip(*columns))
+
+    def _utf8(
+        self, records: list[Any], path: Path, first: int, log: LineLog
+    ) -> list[tuple[bytes, ...] | None]:
+        """Drop (as malformed) the records with an id that is not UTF-8; a few C passes if none."""
+        present = list(filter(None, records))
+        try:
+            for i in self._ids:
+                ids = b"\n".join(map(itemgetter(i), present))
+                if not ids.isascii():
+                    ids.decode()
+            return records
+        except UnicodeDecodeError:
+            pass
+        out = []
+        for lineno, record in enumerate(records, first):
+            if record is not None and (why := base.bad_id(*(record[i] for i in self._ids))):
+                log.bad(path, lineno, why)
+                record = None
+            out.append(record)
+        return out
 
     def _record(
         self, match: tuple[bytes, ...], path: Path, lineno: int, log: LineLog
@@ -204,7 +232,13 @@ def first_object(lines: Sequence[bytes], python_literals: bool = False) -> dict[
     """The first of ``lines`` that parses as an object; raises :class:`Malformed`."""
     for _, record in _parsed(lines, python_literals):
         return record
-    raise Malformed(f"no JSON object in the first {len(lines)} line(s)")
+    raise _no_object(lines)
+
+
+def _no_object(lines: Sequence[bytes]) -> Malformed:
+    if lines and lines[0].lstrip().startswith(b"["):
+        return Malformed(JSON_ARRAY)
+    return Malformed(f"no JSON object in the first {len(lines)} line(s)")
 
 
 def _parsed(lines: Sequence[bytes], python_literals: bool) -> Iterator[tuple[bytes, dict]]:
@@ -267,6 +301,7 @@ def _blocks(path: Path) -> Iterator[tuple[int, int, bytes]]:
                 continue
             block, rest = data[:cut], data[cut + 1 :]
             n = block.count(b"\n") + 1
+            f.lines = first + n - 1
             yield first, n, block
             first += n
     if rest:
@@ -295,6 +330,8 @@ def parse_object(line: bytes, python_literals: bool = False) -> dict[str, Any]:
     """One JSON object (or, if allowed, a Python dict literal: never ``eval``)."""
     try:
         record = json.loads(line)
+    except UnicodeDecodeError:
+        raise Malformed("not valid UTF-8") from None
     except ValueError:
         record = None
         if python_literals and line.lstrip()[:2] == b"{'":

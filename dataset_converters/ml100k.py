@@ -2,7 +2,7 @@
 
 The file starts with a typed header (``user_id:token item_id:token rating:float
 timestamp:float``); columns are found by name. As for Amazon and Yelp, rating < 3 is a false
-positive.
+positive, and a rating outside 1-5 makes its line malformed.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from .base import (
     LineLog,
     Options,
     Row,
+    bad_id,
     convert_rows,
     head,
     line_batches,
     resolve_inputs,
+    suspect,
 )
 
 NAME = "ml-100k"
@@ -50,13 +52,15 @@ def _columns(path: Path) -> list[int]:
 
 
 def _rows(files: Sequence[Path], log: LineLog) -> Iterator[list[Row]]:
+    flag = FlagBelow(3, low=1, high=5, what="rating")
+    cached = flag.get
     for path in files:
         cu, ci, cr, ct = _columns(path)
         width = max(cu, ci, cr, ct) + 1
-        flag = FlagBelow(3)
         header_pending = True
         for first, lines in line_batches(path):
             rows: list[Row] = []
+            check_ids = suspect(lines)
             for lineno, line in enumerate(lines, first):
                 fields = line.split(b"\t")
                 if header_pending and line.strip():
@@ -67,15 +71,24 @@ def _rows(files: Sequence[Path], log: LineLog) -> Iterator[list[Row]]:
                     continue
                 user, item = fields[cu].strip(), fields[ci].strip()
                 rating, ts = fields[cr].strip(), fields[ct].strip()
+                fp = cached(rating) or flag.at(rating, path, lineno, log)
+                if fp is None:
+                    continue
                 try:
-                    fp = flag(rating)
                     if not -LIMIT < float(ts) < LIMIT:
                         raise ValueError(ts)
                 except ValueError:
-                    log.bad(path, lineno, "non-numeric rating or timestamp")
+                    log.bad(
+                        path,
+                        lineno,
+                        f"timestamp {ts[:20].decode(errors='replace')!r} is not a number",
+                    )
                     continue
                 if not user or not item:
                     log.bad(path, lineno, "empty id")
+                    continue
+                if check_ids and (why := bad_id(user, item)):
+                    log.bad(path, lineno, why)
                     continue
                 rows.append((user, item, rating, ts, fp))
             log.lines += len(lines)

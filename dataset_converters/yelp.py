@@ -4,7 +4,8 @@
 whose category *tokens* include one of ``--categories`` (default Restaurants and Bars). Tokens
 are matched exactly, so "Restaurant Supplies" and "Juice Bars & Smoothies" do not count.
 ``categories`` is a comma-separated string, null, or (2017-era dumps) a JSON list. Review dates
-(``YYYY-MM-DD HH:MM:SS``, or ``YYYY-MM-DD`` in 2017-era dumps) are read as UTC.
+(``YYYY-MM-DD HH:MM:SS``, or ``YYYY-MM-DD`` in 2017-era dumps) are read as UTC. Stars outside
+1-5 make a review malformed (counted and reported, never labelled).
 """
 
 from __future__ import annotations
@@ -178,20 +179,20 @@ def _rows(files: Sequence[Path], kept: set[bytes], log: LineLog) -> Iterator[lis
                 f"{path} is not a Yelp review file (expected user_id, business_id, stars, "
                 f"date; found {sorted(fields.sample)[:8]})"
             )
-        flag = FlagBelow(3)
+        flag = FlagBelow(3, low=1, high=5, what="stars")
         cached = flag.get
         other = 0
-        for _, records in fields.records(path, log):
+        for first, records in fields.records(path, log):
             rows: list[Row] = []
             append = rows.append
-            for record in records:
+            for lineno, record in enumerate(records, first):
                 if record is None:
                     continue
                 user, business, stars, ts = record
-                if business in kept:
-                    append((user, business, stars, ts, cached(stars) or flag(stars)))
-                else:
+                if business not in kept:
                     other += 1
+                elif fp := cached(stars) or flag.at(stars, path, lineno, log):
+                    append((user, business, stars, ts, fp))
             yield rows
         log.skip("other_business", other)
 

@@ -1,9 +1,9 @@
 """The authors' preprocessed splits: flag 1 = clean, so false_positive = 1 - flag.
 
 denoisingrec_yelp: yelp.train.rating (CRLF, 14 lines) has 11 rows, 3 with flag 0, a blank line
-and 2 malformed lines (7: item "x", 12: flag 2); yelp.valid.rating (no final newline) has 5 rows,
-2 with flag 0; yelp.test.negative has 4 clean rows. Users over all splits: 0-5 in train, 6 in
-valid, 7 in test = 8. Items: 0-5, and 6 in test = 7.
+and 2 malformed lines (7: item "x", 12: flag "yes"); yelp.valid.rating (no final newline) has 5
+rows, 2 with flag 0; yelp.test.negative has 4 clean rows. Users over all splits: 0-5 in train, 6
+in valid, 7 in test = 8. Items: 0-5, and 6 in test = 7.
 denoisingrec_adressa: 15 train rows (5 flagged 0), 2 valid rows, and a test file of (u, i)
 tuples followed by negatives: 4 rows, line 3 "(4 5)" is malformed. Users 0-4 = 5 (4 only in
 train); items 0-3 in train, 4-6 only in test = 7.
