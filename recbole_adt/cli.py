@@ -115,12 +115,14 @@ def _run(args: argparse.Namespace) -> None:
         return
     seeds, model = args.seed_list, args.model or DEFAULT_MODEL
     outcome = run_seeds(seeds, model, args.dataset, config_files)
-    print(f"test result of {model} over seeds {seeds} (mean ± sample std):")
+    mixed = "group_summary_plain" in outcome  # colliding inference: plain and mixed scores
+    suffix = ", colliding inference" if mixed else ""
+    print(f"test result of {model} over seeds {seeds}{suffix} (mean ± sample std):")
     print_summary(outcome["test_summary"])
-    for key, title in (("group_summary_plain", "plain scores"), ("group_summary", "")):
+    for key, title in (("group_summary_plain", ", plain scores"), ("group_summary", suffix)):
         for group, summary in outcome.get(key, {}).items():
-            if group != "overall":
-                print(f" users with {group}" + (f", {title}" if title else "") + ":")
+            if group != "overall" or key == "group_summary_plain":
+                print(f" {'all users' if group == 'overall' else 'users with ' + group}{title}:")
                 print_summary(summary)
     for seed, run in zip(seeds, outcome["runs"]):
         print(f"checkpoint of seed {seed}: {run['model_file']}")
