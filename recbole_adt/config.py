@@ -20,7 +20,7 @@ from recbole_adt.model.nmtr import check_nmtr_loss_weights
 from recbole_adt.phases import parse_phases
 from recbole_adt.schedule import check_num_gradual
 from recbole_adt.settings import check_run_settings, literal_setting, read_config_file
-from recbole_adt.utils import get_model
+from recbole_adt.utils import get_model, model_for_loss
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
 
@@ -83,6 +83,7 @@ class Config(RecBoleConfig):
         """Raise ValueError on a bad ADT setting now, not after the data is loaded."""
         settings = self.final_config_dict
         settings["adt_loss"] = check_loss_name(settings["adt_loss"])
+        model_for_loss(self.model_class, settings["adt_loss"])  # the loss applies to the model
         check_drop_rate(settings["drop_rate"])
         check_num_gradual(settings["num_gradual"])
         check_beta(settings["beta"])

@@ -1,13 +1,22 @@
-r"""Adaptive Denoising Training losses (Wang et al., "Learning Robust Recommender from Noisy
-Implicit Feedback", section 3.3).
+r"""Base per-interaction losses and the ``adt_loss`` names (Wang et al., "Learning Robust
+Recommender from Noisy Implicit Feedback", section 3.3).
 
-All functions take raw *logits* (before the sigmoid) and binary labels (1 = observed interaction
-:math:`\bar y_{ui}=1`, 0 = sampled negative) and are pure: no state, no device moves.
+A training loss is two independent choices: the *base loss* of each interaction, here, and the
+*denoiser* applied to it (:mod:`recbole_adt.denoisers`: none, truncate, reweight). ``adt_loss``
+names the pair (:data:`ADT_LOSSES`).
 
-- :func:`truncated_bce`: T-CE, Eq. (2)-(3) and Algorithm 1.
-- :func:`reweighted_bce`: R-CE, Eq. (4)-(6).
-- :func:`largest_loss_positives`: the drop mask used by T-CE, exposed for diagnostics.
+All functions are pure: no state, no device moves. Pointwise ones take raw *logits* (before the
+sigmoid) and binary labels (1 = observed interaction :math:`\bar y_{ui}=1`, 0 = sampled
+negative); pairwise ones take the scores of a (user, positive, negative) triple's two items.
+
+- :func:`bce`, :func:`bpr`: the base losses.
+- :func:`truncated_bce`, :func:`reweighted_bce`: T-CE and R-CE, :func:`truncated_bpr`,
+  :func:`reweighted_bpr`: T-BPR and R-BPR, each a base loss composed with its denoiser.
 - :func:`nr_weighted_bce`: NR, the extra-feedback baseline of section 5.3 (Wen et al., ref. [5]).
+
+The denoisers' helpers and checks (:func:`largest_loss_positives`, :func:`drop_count`,
+:func:`rce_weight`, :func:`check_drop_rate`, :func:`check_beta`) live with their denoiser and are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -18,8 +27,47 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from recbole_adt.denoisers.reweight import check_beta, rce_weight
+from recbole_adt.denoisers.truncate import check_drop_rate, drop_count, largest_loss_positives
+
 Reduction = Literal["mean", "sum", "none"]
-LOSS_NAMES = ("CE", "TCE", "RCE", "NR")
+
+# adt_loss -> (base loss, denoiser). TCE and RCE on a model trained with BPR (RecBole's BPR,
+# LightGCN, ...) denoise its BPR loss: the same as TBPR and RBPR.
+ADT_LOSSES = {
+    "CE": ("bce", "none"),
+    "TCE": ("bce", "truncate"),
+    "RCE": ("bce", "reweight"),
+    "NR": ("nr", "none"),
+    "BPR": ("bpr", "none"),
+    "TBPR": ("bpr", "truncate"),
+    "RBPR": ("bpr", "reweight"),
+}
+LOSS_NAMES = tuple(ADT_LOSSES)
+
+__all__ = [
+    "ADT_LOSSES",
+    "BPR_GAMMA",
+    "LOSS_NAMES",
+    "bce",
+    "bpr",
+    "check_beta",
+    "check_drop_rate",
+    "check_loss_name",
+    "check_nr_weights",
+    "drop_count",
+    "largest_loss_positives",
+    "nr_weighted_bce",
+    "rce_weight",
+    "reweighted_bce",
+    "reweighted_bpr",
+    "split_loss_name",
+    "truncated_bce",
+    "truncated_bpr",
+]
+
+# RecBole's BPRLoss adds this inside the log (recbole.model.loss.BPRLoss(gamma=1e-10)).
+BPR_GAMMA = 1e-10
 
 
 def check_loss_name(name: str) -> str:
@@ -30,18 +78,9 @@ def check_loss_name(name: str) -> str:
     return normalized
 
 
-def check_drop_rate(drop_rate: float) -> float:
-    """Validate :math:`\\epsilon_{max}` (or any drop rate): it must lie in [0, 1)."""
-    if not (isinstance(drop_rate, (int, float)) and 0.0 <= drop_rate < 1.0):
-        raise ValueError(f"drop_rate must be a number in [0, 1), got {drop_rate!r}.")
-    return float(drop_rate)
-
-
-def check_beta(beta: float) -> float:
-    """Validate the R-CE exponent :math:`\\beta`: it must be a number >= 0."""
-    if not (isinstance(beta, (int, float)) and beta >= 0 and math.isfinite(beta)):
-        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}.")
-    return float(beta)
+def split_loss_name(name: str) -> tuple[str, str]:
+    """``adt_loss`` -> (base loss, denoiser name), e.g. ``"TBPR"`` -> ``("bpr", "truncate")``."""
+    return ADT_LOSSES[check_loss_name(name)]
 
 
 def check_nr_weights(click_weight: float, negative_weight: float) -> tuple[float, float]:
@@ -72,27 +111,16 @@ def bce(logits: torch.Tensor, labels: torch.Tensor, *, reduction: Reduction = "m
     return _reduce(loss, reduction)
 
 
-def largest_loss_positives(
-    loss: torch.Tensor, labels: torch.Tensor, num_drop: int | torch.Tensor
+def bpr(
+    pos_scores: torch.Tensor,
+    neg_scores: torch.Tensor,
+    *,
+    gamma: float = BPR_GAMMA,
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    r"""Boolean mask of the ``num_drop`` positives with the largest loss, along the last dim.
-
-    Negatives (``labels == 0``) are never selected, and at most the number of positives in a row
-    is dropped. ``num_drop`` is an int, or a tensor broadcastable to ``loss.shape[:-1]`` (one
-    count per row, as CDAE needs).
-    """
-    is_positive = labels > 0.5
-    num_drop = torch.as_tensor(num_drop, device=loss.device)
-    num_drop = torch.minimum(num_drop, is_positive.sum(-1)).expand(loss.shape[:-1])
-    dropped = torch.zeros_like(is_positive)
-    most = int(num_drop.max()) if num_drop.numel() else 0
-    if most == 0:
-        return dropped
-    ranked = loss.detach().masked_fill(~is_positive, -math.inf)
-    top_index = ranked.topk(most, dim=-1, sorted=True).indices
-    rank = torch.arange(most, device=loss.device)
-    dropped.scatter_(-1, top_index, rank < num_drop.unsqueeze(-1))
-    return dropped
+    r"""BPR loss of (user, positive, negative) triples, as RecBole's ``BPRLoss``:
+    :math:`-\log(\gamma + \sigma(\hat y_{ui} - \hat y_{uj}))`."""
+    return _reduce(-torch.log(gamma + torch.sigmoid(pos_scores - neg_scores)), reduction)
 
 
 def truncated_bce(
@@ -102,28 +130,16 @@ def truncated_bce(
     drop_rate: float,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    r"""Truncated cross-entropy (T-CE), paper Eq. (2) with the drop-rate form of Algorithm 1.
+    r"""T-CE: CE, then :class:`~recbole_adt.denoisers.truncate.Truncate` (Eq. 2-3, Algorithm 1).
 
-    .. math::
-        \mathcal{L}_{T\text{-}CE}(u,i) =
-        \begin{cases} 0, & \mathcal{L}_{CE}(u,i) > \tau(T) \wedge \bar y_{ui} = 1 \\
-        \mathcal{L}_{CE}(u,i), & \text{otherwise} \end{cases}
-
-    where :math:`\tau(T)` is set so that exactly :math:`\lfloor \epsilon(T)\cdot|\bar D_T| \rfloor`
-    positives are dropped, :math:`|\bar D_T|` being the number of elements (positives and
-    negatives). Dropped entries are removed: ``mean`` averages over the kept entries only.
+    Drops the :math:`\lfloor \epsilon\cdot n \rfloor` positives with the largest CE, :math:`n`
+    counting positives and negatives; a negative is never dropped. Dropped entries are removed:
+    ``mean`` averages over the kept entries only.
     """
     check_drop_rate(drop_rate)
     loss = bce(logits, labels, reduction="none").flatten()
     dropped = largest_loss_positives(loss, labels.flatten(), drop_count(drop_rate, loss.numel()))
     return _reduce(loss[~dropped], reduction)
-
-
-def drop_count(drop_rate: float, size: int | torch.Tensor) -> int | torch.Tensor:
-    r""":math:`\lfloor \epsilon \cdot n \rfloor`, robust to float error (0.1 * 30 is 3)."""
-    if isinstance(size, torch.Tensor):
-        return torch.floor(drop_rate * size + 1e-9).long()
-    return math.floor(drop_rate * size + 1e-9)
 
 
 def reweighted_bce(
@@ -133,15 +149,10 @@ def reweighted_bce(
     beta: float,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    r"""Reweighted cross-entropy (R-CE), paper Eq. (4)-(6).
+    r"""R-CE: CE, then :class:`~recbole_adt.denoisers.reweight.Reweight` (Eq. 4-6).
 
-    .. math::
-        \mathcal{L}_{R\text{-}CE}(u,i) = \omega(u,i)\,\mathcal{L}_{CE}(u,i),\qquad
-        \omega(u,i) = \begin{cases} \hat y_{ui}^{\beta}, & \bar y_{ui} = 1 \\
-        (1-\hat y_{ui})^{\beta}, & \text{otherwise} \end{cases}
-
-    with :math:`\hat y = \sigma(\text{logits})` detached, so the weight is not differentiated.
-    :math:`\beta = 0` gives plain CE.
+    Weight :math:`\hat y^{\beta}` on positives and :math:`(1-\hat y)^{\beta}` on negatives, from
+    detached :math:`\hat y = \sigma(\text{logits})`; :math:`\beta = 0` gives plain CE.
     """
     check_beta(beta)
     return _reduce(
@@ -149,11 +160,45 @@ def reweighted_bce(
     )
 
 
-def rce_weight(logits: torch.Tensor, labels: torch.Tensor, *, beta: float) -> torch.Tensor:
-    r"""The R-CE weight :math:`\omega(u,i)` of Eq. (6), from detached predictions."""
-    prob = torch.sigmoid(logits.detach())
-    prob_of_label = torch.where(labels > 0.5, prob, 1.0 - prob)
-    return prob_of_label.pow(beta)
+def truncated_bpr(
+    pos_scores: torch.Tensor,
+    neg_scores: torch.Tensor,
+    *,
+    drop_rate: float,
+    gamma: float = BPR_GAMMA,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""T-BPR: BPR, then :class:`~recbole_adt.denoisers.truncate.Truncate`.
+
+    Drops the :math:`\lfloor \epsilon\cdot n \rfloor` of the :math:`n` triples with the largest
+    BPR loss; ``mean`` averages over the kept triples only.
+    """
+    check_drop_rate(drop_rate)
+    loss = bpr(pos_scores, neg_scores, gamma=gamma, reduction="none").flatten()
+    dropped = largest_loss_positives(
+        loss, torch.ones_like(loss), drop_count(drop_rate, loss.numel())
+    )
+    return _reduce(loss[~dropped], reduction)
+
+
+def reweighted_bpr(
+    pos_scores: torch.Tensor,
+    neg_scores: torch.Tensor,
+    *,
+    beta: float,
+    gamma: float = BPR_GAMMA,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""R-BPR: BPR, then :class:`~recbole_adt.denoisers.reweight.Reweight`.
+
+    Each triple's loss is weighted by :math:`\sigma(\hat y_{ui} - \hat y_{uj})^{\beta}` from
+    detached scores, so hard pairs (the negative scores near or above the positive) are weighted
+    *down*; :math:`\beta = 0` gives plain BPR.
+    """
+    check_beta(beta)
+    margin = pos_scores - neg_scores
+    weight = rce_weight(margin, torch.ones_like(margin), beta=beta)
+    return _reduce(bpr(pos_scores, neg_scores, gamma=gamma, reduction="none") * weight, reduction)
 
 
 def nr_weighted_bce(

@@ -82,11 +82,14 @@ def run_recbole_adt(
     train_data, valid_data, test_data = data_preparation(config, dataset)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = get_model(config["model"], adt_loss=config["adt_loss"])(config, train_data._dataset).to(
+        config["device"]
+    )
     logger.info(model)
 
     os.makedirs(config["checkpoint_dir"], exist_ok=True)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"], adt_loss=config["adt_loss"])
+    trainer = trainer_class(config, model)
     if resume_file is not None:
         if not isinstance(trainer, WeightsOnlyCheckpointMixin):
             raise ValueError(f"{config['model']} runs cannot be resumed: start a new run.")
@@ -206,7 +209,9 @@ def load_data_and_model(model_file):
     dataset = build_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = get_model(config["model"], adt_loss=config["adt_loss"])(config, train_data._dataset).to(
+        config["device"]
+    )
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data

@@ -3,36 +3,43 @@
 from __future__ import annotations
 
 import difflib
-import functools
 import importlib
-import inspect
 from pathlib import Path
 
 import recbole
-from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.trainer import Trainer
 from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_adt import model as adt_models
 from recbole_adt import trainer as adt_trainers
-
-_RECBOLE_FAMILIES = (
-    "general_recommender",
-    "context_aware_recommender",
-    "sequential_recommender",
-    "knowledge_aware_recommender",
-    "exlib_recommender",
-)
+from recbole_adt.model.catalogue import recbole_model, recbole_models
+from recbole_adt.model.generic import denoised_model
 
 
-def get_model(model_name: str) -> type:
+def get_model(model_name: str, *, adt_loss: str = "CE") -> type:
     """Our model by name, else RecBole's; a case-insensitive match counts if it is unique.
 
-    An unknown name raises ``ValueError`` listing the valid names and the closest ones.
+    With an ``adt_loss`` that denoises (TCE, RCE, TBPR, RBPR), a RecBole model comes wrapped:
+    a subclass of the same name whose BPR term goes through the denoiser
+    (:func:`~recbole_adt.model.generic.denoised_model`); with CE it is RecBole's class itself.
+    An unknown name, or a model the loss does not apply to, raises ``ValueError`` listing the
+    valid choices.
     """
+    return model_for_loss(_find_model(model_name), adt_loss)
+
+
+def model_for_loss(model_class: type, adt_loss: str) -> type:
+    """The class that trains ``model_class`` with ``adt_loss``, or ``ValueError``."""
+    if issubclass(model_class, adt_models.DenoisingLossMixin):
+        model_class.check_adt_loss(adt_loss)
+        return model_class
+    return denoised_model(model_class, adt_loss)
+
+
+def _find_model(model_name: str) -> type:
     if not isinstance(model_name, str):
         raise ValueError(unknown_model_message(model_name))
-    exact = adt_models.MODELS.get(model_name) or _recbole_model(model_name)
+    exact = adt_models.MODELS.get(model_name) or recbole_model(model_name)
     if exact is not None:
         return exact
     for models in (adt_models.MODELS, recbole_models()):
@@ -41,34 +48,6 @@ def get_model(model_name: str) -> type:
             return models[folded[0]]
     _check_optional_dependency(model_name)
     raise ValueError(unknown_model_message(model_name))
-
-
-def recbole_models() -> dict:
-    """RecBole's model classes by name, from each family whose dependencies are installed."""
-    models = {}
-    for family in _RECBOLE_FAMILIES:
-        module = _family_module(family)
-        for name, value in vars(module).items() if module else ():
-            if inspect.isclass(value) and issubclass(value, AbstractRecommender):
-                models.setdefault(name, value)
-    return models
-
-
-def _recbole_model(name: str) -> type | None:
-    """RecBole's class ``name``, importing its model families one at a time."""
-    for family in _RECBOLE_FAMILIES:
-        value = getattr(_family_module(family), name, None)
-        if inspect.isclass(value) and issubclass(value, AbstractRecommender):
-            return value
-    return None
-
-
-@functools.cache
-def _family_module(family: str):
-    try:
-        return importlib.import_module(f"recbole.model.{family}")
-    except ImportError:  # exlib needs lightgbm and xgboost
-        return None
 
 
 def unknown_model_message(model_name) -> str:
@@ -102,9 +81,10 @@ def _check_optional_dependency(model_name: str) -> None:
         ) from err
 
 
-def get_trainer(model_type, model_name: str) -> type:
-    """PhasedTrainer for our models; else RecBole's trainer, saving loadable checkpoints."""
-    model_class = get_model(model_name)
+def get_trainer(model_type, model_name: str, *, adt_loss: str = "CE") -> type:
+    """PhasedTrainer for our models and denoised RecBole models; else RecBole's trainer, saving
+    loadable checkpoints."""
+    model_class = get_model(model_name, adt_loss=adt_loss)
     if issubclass(model_class, adt_models.DenoisingLossMixin):
         return getattr(adt_trainers, f"{model_name}Trainer", adt_trainers.PhasedTrainer)
     base = recbole_get_trainer(model_type, model_name)

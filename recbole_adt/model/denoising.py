@@ -1,10 +1,13 @@
-"""The loss switch shared by every ADT model: CE, T-CE, R-CE or NR on the same logits.
+"""What every ADT model shares: the base loss, routed through the configured denoiser.
 
 A model mixes in :class:`DenoisingLossMixin`, calls :meth:`_init_denoising` at the end of its
 ``__init__`` and routes its logits through :meth:`pointwise_loss` (one logit per interaction) or
-:meth:`matrix_loss` (a user x item reconstruction, as CDAE).
-:class:`~recbole_adt.trainer.ADTTrainer` sets :attr:`drop_rate` before each batch and reads
-:attr:`denoising_stats` after each epoch.
+:meth:`matrix_loss` (a user x item reconstruction, as CDAE); a BPR-trained RecBole model routes its
+triples through :meth:`_denoise` too (:mod:`recbole_adt.model.generic`). ``adt_loss`` picks the
+base loss and the denoiser (:data:`~recbole_adt.losses.ADT_LOSSES`); the denoiser comes from
+:data:`recbole_adt.denoisers.DENOISERS`. :class:`~recbole_adt.trainer.ADTTrainer` sets
+:attr:`drop_rate` before each batch (the shared schedule) and reads :attr:`denoising_stats` after
+each epoch (the shared diagnostics).
 
 NR (:func:`~recbole_adt.losses.nr_weighted_bce`, the section 5.3 baseline of Wen et al.) needs the
 extra feedback :math:`D^*` of the training split and batches of (user, item, label) rows: its
@@ -22,15 +25,15 @@ from recbole.data.dataloader import TrainDataLoader
 from recbole.data.utils import get_dataloader
 
 from recbole_adt.data.extra_feedback import ExtraFeedback
+from recbole_adt.denoisers import Denoiser, build_denoiser
+from recbole_adt.denoisers.truncate import drop_count
 from recbole_adt.losses import (
+    ADT_LOSSES,
     bce,
     check_beta,
     check_loss_name,
     check_nr_weights,
-    drop_count,
-    largest_loss_positives,
     nr_weighted_bce,
-    rce_weight,
 )
 
 # Slots of DenoisingLossMixin.denoising_stats, summed over the batches of an epoch.
@@ -47,9 +50,29 @@ STAT_NAMES = (
 class DenoisingLossMixin:
     """Adds ``adt_loss`` (CE | TCE | RCE | NR) to a RecBole model without touching anything else."""
 
+    @classmethod
+    def check_adt_loss(cls, adt_loss: str) -> tuple[str, str]:
+        """(base loss, denoiser) of ``adt_loss`` for this model, or ``ValueError``.
+
+        These models train with BCE: the BPR names (BPR, TBPR, RBPR) do not apply.
+        """
+        name = check_loss_name(adt_loss)
+        base, denoiser = ADT_LOSSES[name]
+        if base == "bpr":
+            raise ValueError(
+                f"adt_loss {name} denoises a BPR loss, but {cls.__name__} trains with BCE: use "
+                "CE, TCE, RCE or NR (TBPR and RBPR are for BPR-trained models such as BPR and "
+                "LightGCN)."
+            )
+        return base, denoiser
+
     def _init_denoising(self, config, dataset) -> None:
         self.adt_loss = check_loss_name(config["adt_loss"])
+        _, denoiser = self.check_adt_loss(self.adt_loss)
         self.beta = check_beta(config["beta"])
+        # The configured denoiser, and none for the phases that train with plain CE.
+        self._denoisers = {"none": build_denoiser("none", config)}
+        self._denoisers[denoiser] = build_denoiser(denoiser, config)
         self.LABEL = config["LABEL_FIELD"]
         fp_field = config["fp_field"]
         # The flag only feeds diagnostics here; the clean test split is the dataset's job.
@@ -89,6 +112,11 @@ class DenoisingLossMixin:
                 "extra_feedback_field for real extra feedback."
             )
         return dataclasses.replace(extra, keys=extra.keys.to(self.device))
+
+    @property
+    def denoiser(self) -> Denoiser:
+        """The denoiser of the current ``adt_loss`` (a phase may switch it to CE)."""
+        return self._denoisers[ADT_LOSSES[self.adt_loss][1]]
 
     def reset_denoising_stats(self) -> None:
         # Kept as a tensor so that no batch pays for a device sync.
@@ -132,14 +160,16 @@ class DenoisingLossMixin:
             negative_weight=self.nr_negative_weight,
             reduction="none",
         )
-        # Neither T-CE nor R-CE applies: _denoise only counts positives and false positives.
+        # NR's denoiser is none: _denoise only counts positives and false positives.
         loss, _ = self._denoise(loss, logits, labels, false_positive, 0)
         return loss.mean()
 
-    def _denoise(self, loss, logits, labels, false_positive, num_drop):
-        """Apply the configured loss to per-entry CE values; dropped entries become exactly 0.
+    def _denoise(self, loss, margin, labels, false_positive, num_drop):
+        """Apply the denoiser to per-entry base losses; dropped entries become exactly 0.
 
-        Returns the per-entry loss and the number of dropped entries (a 0-d tensor).
+        ``margin`` is what the denoiser reads predictions from: the logits, or the score
+        difference of BPR triples (whose labels are 1). Returns the per-entry loss and the
+        number of dropped entries (a 0-d tensor), and adds the batch to :attr:`denoising_stats`.
         """
         positive = labels > 0.5
         if false_positive is None:
@@ -148,19 +178,16 @@ class DenoisingLossMixin:
             # Sampled negatives inherit their source positive's flag: count positives only.
             fp_positive = positive & (false_positive > 0.5)
         stats = [positive.sum(), fp_positive.sum()]
-        if self.adt_loss == "TCE":
-            dropped = largest_loss_positives(loss, labels, num_drop)
-            loss = loss.masked_fill(dropped, 0.0)
-            num_dropped = dropped.sum()
-            stats += [num_dropped, (dropped & fp_positive).sum()]
-        else:
+        loss, dropped, weight = self.denoiser(loss, margin, labels, num_drop=num_drop)
+        if dropped is None:
             num_dropped = positive.new_zeros((), dtype=torch.long)
             stats += [num_dropped, num_dropped]
-        if self.adt_loss == "RCE":
-            weight = rce_weight(logits, labels, beta=self.beta)
-            loss = loss * weight
-            stats += [weight[positive & ~fp_positive].sum(), weight[fp_positive].sum()]
         else:
+            num_dropped = dropped.sum()
+            stats += [num_dropped, (dropped & fp_positive).sum()]
+        if weight is None:
             stats += [loss.new_zeros(())] * 2
+        else:
+            stats += [weight[positive & ~fp_positive].sum(), weight[fp_positive].sum()]
         self.denoising_stats += torch.stack([s.to(self.denoising_stats.dtype) for s in stats])
         return loss, num_dropped

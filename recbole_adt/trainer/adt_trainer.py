@@ -1,4 +1,4 @@
-"""ADTTrainer: the T-CE drop-rate schedule over global iterations, and per-epoch denoising logs.
+"""ADTTrainer: the drop-rate schedule over global iterations, and per-epoch denoising logs.
 
 Paper: Wang et al., "Learning Robust Recommender from Noisy Implicit Feedback", Algorithm 1.
 The iteration counter T runs across epochs, is saved in every checkpoint and restored by
@@ -25,8 +25,8 @@ class ADTTrainer(WeightsOnlyCheckpointMixin, Trainer):
         self.adt_iteration = 0  # T in Eq. (3): batches trained so far, across epochs
 
     def current_drop_rate(self) -> float:
-        """epsilon(T) for the next batch; 0 unless the model trains with T-CE."""
-        if self.model.adt_loss != "TCE":
+        """epsilon(T) for the next batch; 0 unless the model's denoiser drops (T-CE, T-BPR)."""
+        if not self.model.denoiser.drops:
             return 0.0
         return drop_rate_schedule(
             self.adt_iteration, drop_rate=self.max_drop_rate, num_gradual=self.num_gradual
@@ -58,14 +58,14 @@ class ADTTrainer(WeightsOnlyCheckpointMixin, Trainer):
     def _denoising_output(self) -> str:
         stats = self.model.denoising_summary()
         parts = []
-        if self.model.adt_loss == "TCE":
+        if self.model.denoiser.drops:
             parts.append(f"drop rate: {self.model.drop_rate:.4f}")
             parts.append(f"dropped positives: {int(stats['dropped'])}/{int(stats['positives'])}")
             if self.model.FP_FIELD and stats["dropped"]:
                 precision = stats["dropped_false_positives"] / stats["dropped"]
                 recall = stats["dropped_false_positives"] / max(stats["false_positives"], 1)
                 parts.append(f"FP precision: {precision:.4f}, FP recall: {recall:.4f}")
-        if self.model.adt_loss == "RCE" and self.model.FP_FIELD:
+        if self.model.denoiser.weights and self.model.FP_FIELD:
             clean = stats["positives"] - stats["false_positives"]
             parts.append(f"mean weight clean: {stats['weight_clean'] / max(clean, 1):.4f}")
             parts.append(

@@ -1,0 +1,76 @@
+r"""What a denoiser is: a rule applied to the per-interaction losses of one training batch.
+
+A denoiser sees the base loss of each entry of a batch (BCE of a (user, item, label) row, BPR of a
+(user, positive, negative) triple, or BCE of one cell of a user x item reconstruction), the
+*margin* behind it and the entry's label, and returns the loss with some entries dropped or
+reweighted:
+
+- the margin is the logit :math:`s_{ui}` of a pointwise entry, so :math:`\hat y_{ui} =
+  \sigma(s_{ui})`, or the score difference :math:`\hat y_{ui} - \hat y_{uj}` of a BPR triple,
+  whose label is always 1 (the triple's positive);
+- ``num_drop`` is :math:`\lfloor \epsilon(T)\cdot n \rfloor` for the current batch, computed by the
+  caller from the shared drop-rate schedule (:mod:`recbole_adt.schedule`); a denoiser that does not
+  drop ignores it.
+
+Denoisers never reduce: the caller averages, and counts the dropped entries and the weights of
+clean and false-positive interactions for the per-epoch log line
+(:class:`~recbole_adt.model.DenoisingLossMixin`). Every subclass that sets ``name`` is
+registered; :mod:`recbole_adt.denoisers` imports every module of the package, so adding a
+denoiser is adding a file.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple
+
+import torch
+
+REGISTRY: dict[str, type[Denoiser]] = {}
+
+
+class Denoised(NamedTuple):
+    """A denoiser's output, entry by entry."""
+
+    loss: torch.Tensor  # the denoised per-entry loss; a dropped entry is exactly 0
+    dropped: torch.Tensor | None  # bool mask of the dropped entries; None: drops nothing
+    weight: torch.Tensor | None  # the weight of each entry; None: weights nothing
+
+
+class Denoiser:
+    """No denoising: the base loss as it is (``adt_loss`` CE, BPR, and NR's extra-feedback loss).
+
+    Subclasses set ``name`` (the key of :data:`recbole_adt.denoisers.DENOISERS`), ``drops``
+    (follows the drop-rate schedule; the log line shows the drop counts) and ``weights`` (the log
+    line shows the mean weights), and override :meth:`__call__` and, if they take settings,
+    :meth:`from_config`.
+    """
+
+    name: ClassVar[str] = "none"
+    drops: ClassVar[bool] = False
+    weights: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            REGISTRY[cls.name] = cls
+
+    @classmethod
+    def from_config(cls, config) -> Denoiser:
+        """The denoiser with its settings read from a RecBole ``Config`` (or a dict)."""
+        return cls()
+
+    def __call__(
+        self,
+        loss: torch.Tensor,
+        margin: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        num_drop: int | torch.Tensor = 0,
+    ) -> Denoised:
+        return Denoised(loss, None, None)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+REGISTRY[Denoiser.name] = Denoiser

@@ -1,0 +1,116 @@
+"""The denoiser layer, and T-BPR and R-BPR against numbers computed by hand."""
+
+import math
+
+import pytest
+import torch
+from recbole.model.loss import BPRLoss
+
+from recbole_adt.denoisers import DENOISERS, Denoiser, build_denoiser, check_denoiser_name
+from recbole_adt.denoisers.reweight import Reweight
+from recbole_adt.denoisers.truncate import Truncate
+from recbole_adt.losses import (
+    ADT_LOSSES,
+    bpr,
+    check_loss_name,
+    reweighted_bpr,
+    split_loss_name,
+    truncated_bpr,
+)
+
+# Five (user, positive, negative) triples with margins y_ui - y_uj = ln 3, -ln 3, 0, ln 9, -ln 9:
+# sigma(margin) = 0.75, 0.25, 0.5, 0.9, 0.1, and BPR loss -ln sigma(margin).
+POS = torch.tensor([1.0 + math.log(3), 1.0, 0.5, math.log(9), -2.0])
+NEG = torch.tensor([1.0, 1.0 + math.log(3), 0.5, 0.0, -2.0 + math.log(9)])
+SIGMA = [0.75, 0.25, 0.5, 0.9, 0.1]
+BPR_LOSS = [-math.log(p) for p in SIGMA]  # 0.288, 1.386, 0.693, 0.105, 2.303
+
+
+def test_registry_holds_one_class_per_module():
+    assert DENOISERS == {"none": Denoiser, "reweight": Reweight, "truncate": Truncate}
+    assert isinstance(build_denoiser("reweight", {"beta": 0.5}), Reweight)
+    assert build_denoiser("reweight", {"beta": 0.5}).beta == 0.5
+    with pytest.raises(ValueError, match="valid choices are none, reweight, truncate"):
+        check_denoiser_name("dcf")
+
+
+def test_every_loss_name_is_a_base_loss_and_a_denoiser():
+    for name, (base, denoiser) in ADT_LOSSES.items():
+        assert base in ("bce", "bpr", "nr") and denoiser in DENOISERS
+        assert split_loss_name(name.lower()) == (base, denoiser)
+    assert check_loss_name("t-bpr") == "TBPR"
+    with pytest.raises(ValueError, match="valid choices are CE, TCE, RCE, NR, BPR, TBPR, RBPR"):
+        check_loss_name("WBPR")
+
+
+def test_bpr_is_recboles_bpr_loss():
+    scores = torch.randn(2, 50, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(bpr(scores[0], scores[1]), BPRLoss()(scores[0], scores[1]))
+    assert torch.allclose(bpr(POS, NEG, reduction="none"), torch.tensor(BPR_LOSS), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("drop_rate", "expected_dropped"),
+    [
+        (0.0, []),
+        (0.19, []),  # floor(0.95) = 0
+        (0.2, [4]),  # floor(1) = 1: the hardest pair, margin -ln 9 (loss 2.303)
+        (0.4, [4, 1]),  # floor(2) = 2: then margin -ln 3 (loss 1.386)
+        (0.7, [4, 1, 2]),  # floor(3.5) = 3: then margin 0 (loss 0.693)
+    ],
+)
+def test_truncated_bpr_drops_largest_loss_triples(drop_rate, expected_dropped):
+    kept = [k for k in range(5) if k not in expected_dropped]
+    expected = sum(BPR_LOSS[k] for k in kept) / len(kept)
+    assert truncated_bpr(POS, NEG, drop_rate=drop_rate).item() == pytest.approx(expected)
+    loss = bpr(POS, NEG, reduction="none")
+    num_drop = math.floor(drop_rate * 5 + 1e-9)
+    _, dropped, weight = Truncate()(loss, POS - NEG, torch.ones(5), num_drop=num_drop)
+    assert dropped.nonzero().flatten().tolist() == sorted(expected_dropped) and weight is None
+
+
+def test_truncated_bpr_at_zero_is_bpr():
+    assert torch.equal(truncated_bpr(POS, NEG, drop_rate=0.0), bpr(POS, NEG))
+
+
+def test_reweighted_bpr_by_hand():
+    # weight sigma(margin)^beta, beta = 2
+    weights = [p**2 for p in SIGMA]  # 0.5625, 0.0625, 0.25, 0.81, 0.01
+    expected = sum(w * loss for w, loss in zip(weights, BPR_LOSS)) / 5
+    assert reweighted_bpr(POS, NEG, beta=2.0).item() == pytest.approx(expected)
+    loss = bpr(POS, NEG, reduction="none")
+    _, dropped, weight = Reweight(beta=2.0)(loss, POS - NEG, torch.ones(5))
+    assert dropped is None and torch.allclose(weight, torch.tensor(weights))
+
+
+def test_reweighted_bpr_weights_hard_pairs_down():
+    """The harder the pair (negative scored closer to or above the positive), the smaller."""
+    margins = torch.tensor([3.0, 1.0, 0.0, -1.0, -3.0])  # easiest to hardest
+    for beta in (0.25, 1.0):
+        _, _, weight = Reweight(beta=beta)(torch.ones(5), margins, torch.ones(5))
+        assert torch.all(weight[1:] < weight[:-1]), weight
+        assert weight[-1] < 0.5 < weight[0]
+
+
+def test_reweighted_bpr_with_beta_zero_is_bpr():
+    pos, neg = torch.randn(2, 16, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(reweighted_bpr(pos, neg, beta=0.0), bpr(pos, neg))
+
+
+def test_reweighted_bpr_weight_is_not_differentiated():
+    pos = POS.clone().requires_grad_()
+    reweighted_bpr(pos, NEG, beta=1.0, reduction="sum").backward()
+    sigma = torch.tensor(SIGMA)
+    # d/dpos of -w ln(sigma(m)) with w = sigma(m) held constant: -w (1 - sigma(m))
+    assert torch.allclose(pos.grad, -sigma * (1 - sigma), atol=1e-6)
+
+
+def test_no_denoiser_returns_the_loss_itself():
+    loss = torch.tensor(BPR_LOSS)
+    assert Denoiser()(loss, POS - NEG, torch.ones(5), num_drop=3).loss is loss
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), "0.5"])
+def test_bad_beta_for_reweight(bad):
+    with pytest.raises(ValueError, match=">= 0"):
+        Reweight(beta=bad)
