@@ -13,6 +13,7 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole_adt.data.embedded import EMBEDDED_DATASET
 from recbole_adt.data.extra_feedback import check_extra_feedback_settings
+from recbole_adt.denoisers.dcf import check_dcf_settings
 from recbole_adt.evaluation import colliding_grid
 from recbole_adt.losses import check_beta, check_drop_rate, check_loss_name, check_nr_weights
 from recbole_adt.model.extra_feedback import ExtraFeedbackMixin
@@ -87,6 +88,7 @@ class Config(RecBoleConfig):
         check_drop_rate(settings["drop_rate"])
         check_num_gradual(settings["num_gradual"])
         check_beta(settings["beta"])
+        check_dcf_settings(settings)
         check_nr_weights(settings["nr_click_weight"], settings["nr_negative_weight"])
         if settings.get("nmtr_loss_weights") is not None:
             check_nmtr_loss_weights(settings["nmtr_loss_weights"])

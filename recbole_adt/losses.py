@@ -2,8 +2,8 @@ r"""Base per-interaction losses and the ``adt_loss`` names (Wang et al., "Learni
 Recommender from Noisy Implicit Feedback", section 3.3).
 
 A training loss is two independent choices: the *base loss* of each interaction, here, and the
-*denoiser* applied to it (:mod:`recbole_adt.denoisers`: none, truncate, reweight). ``adt_loss``
-names the pair (:data:`ADT_LOSSES`).
+*denoiser* applied to it (:mod:`recbole_adt.denoisers`: none, truncate, reweight, dcf).
+``adt_loss`` names the pair (:data:`ADT_LOSSES`).
 
 All functions are pure: no state, no device moves. Pointwise ones take raw *logits* (before the
 sigmoid) and binary labels (1 = observed interaction :math:`\bar y_{ui}=1`, 0 = sampled
@@ -42,6 +42,7 @@ ADT_LOSSES = {
     "BPR": ("bpr", "none"),
     "TBPR": ("bpr", "truncate"),
     "RBPR": ("bpr", "reweight"),
+    "DCF": ("bce", "dcf"),
 }
 LOSS_NAMES = tuple(ADT_LOSSES)
 

@@ -7,6 +7,7 @@ import torch
 from recbole.model.loss import BPRLoss
 
 from recbole_adt.denoisers import DENOISERS, Denoiser, build_denoiser, check_denoiser_name
+from recbole_adt.denoisers.dcf import DCF
 from recbole_adt.denoisers.reweight import Reweight
 from recbole_adt.denoisers.truncate import Truncate
 from recbole_adt.losses import (
@@ -27,11 +28,11 @@ BPR_LOSS = [-math.log(p) for p in SIGMA]  # 0.288, 1.386, 0.693, 0.105, 2.303
 
 
 def test_registry_holds_one_class_per_module():
-    assert DENOISERS == {"none": Denoiser, "reweight": Reweight, "truncate": Truncate}
+    assert DENOISERS == {"dcf": DCF, "none": Denoiser, "reweight": Reweight, "truncate": Truncate}
     assert isinstance(build_denoiser("reweight", {"beta": 0.5}), Reweight)
     assert build_denoiser("reweight", {"beta": 0.5}).beta == 0.5
-    with pytest.raises(ValueError, match="valid choices are none, reweight, truncate"):
-        check_denoiser_name("dcf")
+    with pytest.raises(ValueError, match="valid choices are dcf, none, reweight, truncate"):
+        check_denoiser_name("coteaching")
 
 
 def test_every_loss_name_is_a_base_loss_and_a_denoiser():

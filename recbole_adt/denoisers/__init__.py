@@ -4,7 +4,9 @@ One module per denoiser, each with its paper's formula in the docstring:
 
 - ``none`` (:mod:`.base`): the base loss unchanged;
 - ``truncate`` (:mod:`.truncate`): T-CE and T-BPR, Eq. (2)-(3) and Algorithm 1;
-- ``reweight`` (:mod:`.reweight`): R-CE and R-BPR, Eq. (4)-(6).
+- ``reweight`` (:mod:`.reweight`): R-CE and R-BPR, Eq. (4)-(6);
+- ``dcf`` (:mod:`.dcf`): DCF (He et al., KDD 2024), drop by a bound on a per-interaction loss
+  memory, relabel the surest false positives.
 
 :data:`DENOISERS` maps each name to its class. Every module of this package is imported here and
 every :class:`Denoiser` subclass with a ``name`` registers itself, so adding a denoiser is adding

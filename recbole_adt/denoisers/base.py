@@ -40,14 +40,19 @@ class Denoiser:
     """No denoising: the base loss as it is (``adt_loss`` CE, BPR, and NR's extra-feedback loss).
 
     Subclasses set ``name`` (the key of :data:`recbole_adt.denoisers.DENOISERS`), ``drops``
-    (follows the drop-rate schedule; the log line shows the drop counts) and ``weights`` (the log
-    line shows the mean weights), and override :meth:`__call__` and, if they take settings,
-    :meth:`from_config`.
+    (follows the drop-rate schedule; the log line shows the drop counts), ``weights`` (the log
+    line shows the mean weights), ``relabels`` (the log line shows the relabelled counts; the
+    last call's bool mask of positives trained as negatives is kept in ``relabelled``) and
+    ``keyed`` (:meth:`__call__` also takes each entry's ``users`` and ``items``), and override
+    :meth:`__call__` and, if they take settings, :meth:`from_config`; a denoiser with state
+    over the training split overrides :meth:`prepare` and :meth:`start_epoch`.
     """
 
     name: ClassVar[str] = "none"
     drops: ClassVar[bool] = False
     weights: ClassVar[bool] = False
+    relabels: ClassVar[bool] = False
+    keyed: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -58,6 +63,12 @@ class Denoiser:
     def from_config(cls, config) -> Denoiser:
         """The denoiser with its settings read from a RecBole ``Config`` (or a dict)."""
         return cls()
+
+    def prepare(self, dataset, *, device=None) -> None:
+        """Called once with the training split (a RecBole ``Dataset``) before training."""
+
+    def start_epoch(self) -> None:
+        """Called by the trainer before each epoch of the ADT phase."""
 
     def __call__(
         self,

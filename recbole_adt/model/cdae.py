@@ -31,6 +31,17 @@ _ENCODE_BLOCK = 1024
 
 
 class CDAE(ExtraFeedbackMixin, DenoisingLossMixin, RecBoleCDAE):
+    @classmethod
+    def check_adt_loss(cls, adt_loss: str) -> tuple[str, str]:
+        """As the mixin's; DCF keys its memory by (user, item) rows, which CDAE does not have."""
+        base, denoiser = super().check_adt_loss(adt_loss)
+        if denoiser == "dcf":
+            raise ValueError(
+                "adt_loss DCF trains on (user, item, label) rows; CDAE trains on whole user rows. "
+                "Use DCF with GMF, NeuMF or NMTR, or CE, TCE or RCE with CDAE."
+            )
+        return base, denoiser
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self._init_denoising(config, dataset)

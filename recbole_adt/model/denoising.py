@@ -44,11 +44,13 @@ STAT_NAMES = (
     "dropped_false_positives",
     "weight_clean",
     "weight_false_positive",
+    "relabelled",
+    "relabelled_false_positives",
 )
 
 
 class DenoisingLossMixin:
-    """Adds ``adt_loss`` (CE | TCE | RCE | NR) to a RecBole model without touching anything else."""
+    """Adds ``adt_loss`` (CE | TCE | RCE | NR | DCF) to a RecBole model, touching nothing else."""
 
     @classmethod
     def check_adt_loss(cls, adt_loss: str) -> tuple[str, str]:
@@ -61,8 +63,8 @@ class DenoisingLossMixin:
         if base == "bpr":
             raise ValueError(
                 f"adt_loss {name} denoises a BPR loss, but {cls.__name__} trains with BCE: use "
-                "CE, TCE, RCE or NR (TBPR and RBPR are for BPR-trained models such as BPR and "
-                "LightGCN)."
+                "CE, TCE, RCE or NR, or DCF (TBPR and RBPR are for BPR-trained models such as "
+                "BPR and LightGCN)."
             )
         return base, denoiser
 
@@ -73,6 +75,7 @@ class DenoisingLossMixin:
         # The configured denoiser, and none for the phases that train with plain CE.
         self._denoisers = {"none": build_denoiser("none", config)}
         self._denoisers[denoiser] = build_denoiser(denoiser, config)
+        self._denoisers[denoiser].prepare(dataset, device=self.device)
         self.LABEL = config["LABEL_FIELD"]
         fp_field = config["fp_field"]
         # The flag only feeds diagnostics here; the clean test split is the dataset's job.
@@ -133,7 +136,9 @@ class DenoisingLossMixin:
             return self._nr_loss(logits, labels, false_positive, interaction)
         loss = bce(logits, labels, reduction="none")
         num_drop = drop_count(self.drop_rate, loss.numel())
-        loss, dropped = self._denoise(loss, logits, labels, false_positive, num_drop)
+        loss, dropped = self._denoise(
+            loss, logits, labels, false_positive, num_drop, interaction=interaction
+        )
         # T-CE averages over the kept entries (Algorithm 1 updates on D_T minus the dropped).
         return loss.sum() / (loss.numel() - dropped)
 
@@ -141,8 +146,10 @@ class DenoisingLossMixin:
         self, logits: torch.Tensor, labels: torch.Tensor, false_positive: torch.Tensor | None
     ) -> torch.Tensor:
         """Summed loss over a user x item matrix; T-CE drops a share of each row's positives."""
-        if self.adt_loss == "NR":  # _init_denoising rejects NR for models trained on rows
-            raise ValueError("adt_loss NR supports pointwise batches only, not a matrix loss.")
+        if self.adt_loss == "NR" or self.denoiser.keyed:  # rejected by check_adt_loss
+            raise ValueError(
+                f"adt_loss {self.adt_loss} supports pointwise batches only, not a matrix loss."
+            )
         loss = bce(logits, labels, reduction="none")
         num_drop = drop_count(self.drop_rate, (labels > 0.5).sum(-1))
         return self._denoise(loss, logits, labels, false_positive, num_drop)[0].sum()
@@ -164,12 +171,13 @@ class DenoisingLossMixin:
         loss, _ = self._denoise(loss, logits, labels, false_positive, 0)
         return loss.mean()
 
-    def _denoise(self, loss, margin, labels, false_positive, num_drop):
+    def _denoise(self, loss, margin, labels, false_positive, num_drop, *, interaction=None):
         """Apply the denoiser to per-entry base losses; dropped entries become exactly 0.
 
         ``margin`` is what the denoiser reads predictions from: the logits, or the score
-        difference of BPR triples (whose labels are 1). Returns the per-entry loss and the
-        number of dropped entries (a 0-d tensor), and adds the batch to :attr:`denoising_stats`.
+        difference of BPR triples (whose labels are 1). A keyed denoiser (DCF) also reads each
+        entry's user and item from ``interaction``. Returns the per-entry loss and the number of
+        dropped entries (a 0-d tensor), and adds the batch to :attr:`denoising_stats`.
         """
         positive = labels > 0.5
         if false_positive is None:
@@ -178,7 +186,11 @@ class DenoisingLossMixin:
             # Sampled negatives inherit their source positive's flag: count positives only.
             fp_positive = positive & (false_positive > 0.5)
         stats = [positive.sum(), fp_positive.sum()]
-        loss, dropped, weight = self.denoiser(loss, margin, labels, num_drop=num_drop)
+        keys = {}
+        if self.denoiser.keyed:
+            keys = {"users": interaction[self.USER_ID], "items": interaction[self.ITEM_ID]}
+        loss, dropped, weight = self.denoiser(loss, margin, labels, num_drop=num_drop, **keys)
+        relabelled = self.denoiser.relabelled if self.denoiser.relabels else None
         if dropped is None:
             num_dropped = positive.new_zeros((), dtype=torch.long)
             stats += [num_dropped, num_dropped]
@@ -189,5 +201,9 @@ class DenoisingLossMixin:
             stats += [loss.new_zeros(())] * 2
         else:
             stats += [weight[positive & ~fp_positive].sum(), weight[fp_positive].sum()]
+        if relabelled is None:
+            stats += [loss.new_zeros(())] * 2
+        else:
+            stats += [relabelled.sum(), (relabelled & fp_positive).sum()]
         self.denoising_stats += torch.stack([s.to(self.denoising_stats.dtype) for s in stats])
         return loss, num_dropped

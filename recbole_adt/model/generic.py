@@ -77,6 +77,12 @@ class PairwiseDenoisingMixin(DenoisingLossMixin):
                 f"adt_loss NR relabels pointwise (user, item, label) rows; {cls.__name__} trains "
                 "on BPR triples. Use NR with GMF or NeuMF, or TBPR or RBPR here."
             )
+        if denoiser == "dcf":
+            raise ValueError(
+                f"adt_loss DCF relabels pointwise (user, item, label) rows, label 1 -> 0; "
+                f"{cls.__name__} trains on BPR triples, which have no label to flip. Use DCF "
+                "with GMF, NeuMF or NMTR, or TBPR or RBPR here."
+            )
         return "bpr", denoiser
 
     def __init__(self, config, dataset):
@@ -137,8 +143,8 @@ def supported_models_message() -> str:
     from recbole_adt.model import MODELS
 
     return (
-        "Denoising (TCE, RCE, TBPR, RBPR) applies to this package's models "
-        f"({', '.join(MODELS)}; BCE) and to RecBole's general models trained with BPR loss "
+        "Denoising (TCE, RCE, TBPR, RBPR; DCF on pointwise batches) applies to this package's "
+        f"models ({', '.join(MODELS)}; BCE) and to RecBole's general models trained with BPR loss "
         f"({', '.join(bpr_trained_models())}); other models train with adt_loss CE."
     )
 
@@ -160,8 +166,9 @@ def denoised_model(model_class: type, adt_loss: str) -> type:
             f"adt_loss {check_loss_name(adt_loss)} cannot train RecBole's "
             f"{model_class.__name__}: it is {what}. " + supported_models_message()
         )
-    PairwiseDenoisingMixin.check_adt_loss(adt_loss)
-    return _wrapped(model_class)
+    wrapped = _wrapped(model_class)
+    wrapped.check_adt_loss(adt_loss)  # named after the model in its messages
+    return wrapped
 
 
 @functools.cache

@@ -47,6 +47,8 @@ class ADTTrainer(WeightsOnlyCheckpointMixin, Trainer):
             return loss_func(interaction)
 
         self.model.reset_denoising_stats()
+        if counts:
+            self.model.denoiser.start_epoch()  # DCF: the epoch s and its memory's time window
         return super()._train_epoch(
             train_data, epoch_idx, loss_func=scheduled_loss, show_progress=show_progress
         )
@@ -65,6 +67,13 @@ class ADTTrainer(WeightsOnlyCheckpointMixin, Trainer):
                 precision = stats["dropped_false_positives"] / stats["dropped"]
                 recall = stats["dropped_false_positives"] / max(stats["false_positives"], 1)
                 parts.append(f"FP precision: {precision:.4f}, FP recall: {recall:.4f}")
+        if self.model.denoiser.relabels:
+            parts.append(
+                f"relabelled positives: {int(stats['relabelled'])}/{int(stats['positives'])}"
+            )
+            if self.model.FP_FIELD and stats["relabelled"]:
+                precision = stats["relabelled_false_positives"] / stats["relabelled"]
+                parts.append(f"relabelled FP precision: {precision:.4f}")
         if self.model.denoiser.weights and self.model.FP_FIELD:
             clean = stats["positives"] - stats["false_positives"]
             parts.append(f"mean weight clean: {stats['weight_clean'] / max(clean, 1):.4f}")
