@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import recbole
 from recbole.config import Config as RecBoleConfig
 
 from recbole_adt.data.embedded import EMBEDDED_DATASET
@@ -24,6 +25,9 @@ from recbole_adt.settings import check_run_settings, literal_setting, read_confi
 from recbole_adt.utils import get_model, model_for_loss
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
+RECBOLE_PROPERTIES_DIR = os.path.join(
+    os.path.dirname(os.path.abspath(recbole.__file__)), "properties"
+)
 
 
 class Config(RecBoleConfig):
@@ -74,6 +78,9 @@ class Config(RecBoleConfig):
         super()._load_internal_config_dict(model, model_class, dataset)
         for file in (
             os.path.join(PROPERTIES_DIR, "overall.yaml"),
+            # A RecBole model's own defaults beat our global ones: NAIS's and RecVAE's `beta`
+            # is not R-CE's, and a baseline keeps its authors' settings.
+            os.path.join(RECBOLE_PROPERTIES_DIR, "model", f"{model}.yaml"),
             os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
             os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
         ):

@@ -71,3 +71,10 @@ def test_shipped_configs_load(path, base_config):
     assert config["adt_loss"] in LOSS_NAMES
     # the validation metric is one of the reported cut-offs
     assert int(config["valid_metric"].split("@")[1]) in config["topk"]
+
+
+def test_a_recbole_models_own_defaults_beat_ours(base_config):
+    """NAIS's `beta` is its smoothing exponent (0.5 in RecBole), not R-CE's 0.25."""
+    assert Config("NAIS", config_dict=base_config)["beta"] == 0.5
+    assert Config("GMF", config_dict=base_config)["beta"] == 0.25
+    assert Config("NAIS", config_dict={**base_config, "beta": 0.3})["beta"] == 0.3

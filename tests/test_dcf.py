@@ -13,6 +13,7 @@ from recbole_adt.denoisers.truncate import Truncate
 from recbole_adt.losses import split_loss_name
 from recbole_adt.quick_start import run_recbole_adt
 from tests.pipeline import prepare
+from tests.test_any_model import prepare as prepare_for_loss
 
 N_ITEMS = 5
 # Training positives A = (1, 2), B = (1, 3), C = (2, 2), D = (3, 1): keys 7, 8, 12, 16.
@@ -193,6 +194,35 @@ def test_only_adt_epochs_count(base_config):
     assert dcf.epochs == 2 and dcf.epoch == 2
 
 
+def test_on_bpr_triples_drops_and_reverses_the_largest_loss_pairs(base_config):
+    """Keyed by (user, positive item); a relabelled triple trains as the reversed pair."""
+    config = {**base_config, "adt_loss": "DCF", "dcf_relabel_ratio": 0.5}
+    train_data, _, model, _ = prepare_for_loss("BPR", config)
+    batch = next(iter(train_data))
+    model.drop_rate = 0.1
+    model.denoiser.start_epoch()
+    loss = model.calculate_loss(batch)
+    users = model.get_user_embedding(batch["user_id"])
+    pos = (users * model.get_item_embedding(batch["item_id"])).sum(1)
+    neg = (users * model.get_item_embedding(batch["neg_item_id"])).sum(1)
+    per_triple = -torch.log(1e-10 + torch.sigmoid(pos - neg))
+    # First epoch: every bound is the same, so the largest BPR losses go first.
+    num_drop = math.floor(0.1 * len(batch))
+    order = per_triple.argsort(descending=True)
+    relabelled, dropped = order[: num_drop // 2], order[num_drop // 2 : num_drop]
+    assert model.denoiser.relabelled.nonzero().flatten().sort().values.tolist() == (
+        relabelled.sort().values.tolist()
+    )
+    expected = per_triple.clone()
+    expected[relabelled] = torch.nn.functional.softplus(pos - neg)[relabelled]
+    expected[dropped] = 0.0
+    assert torch.allclose(loss, expected.sum() / (len(batch) - len(dropped)), atol=1e-6)
+    memory = model.denoiser.memory
+    slots, found = memory.lookup(batch["user_id"], batch["item_id"])
+    assert found.all() and memory.seen[slots].tolist() == [1] * len(batch)
+    assert memory.seen.sum() == len(batch)  # no slot for the sampled negatives
+
+
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
@@ -210,7 +240,7 @@ def test_bad_settings_raise(base_config, setting, message):
 
 @pytest.mark.parametrize(
     ("model_name", "message"),
-    [("LightGCN", "LightGCN trains on BPR triples"), ("CDAE", "CDAE trains on whole user rows")],
+    [("CDAE", "CDAE trains on whole user rows"), ("GCMC", "GCMC: it is not a general model")],
 )
 def test_unsupported_models_raise(base_config, model_name, message):
     with pytest.raises(ValueError, match=message):

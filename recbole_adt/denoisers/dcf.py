@@ -37,6 +37,12 @@ epochs in which :math:`(u,i)` was not relabelled (``sn`` in ``main.py``), and
 :math:`\mathcal L = -\log(1-\sigma(s_{ui}))`; their number grows with :math:`\epsilon(T)`. The
 batch loss is the mean over the kept and relabelled entries (``final_ind`` in ``loss.py``).
 
+On BPR triples (RecBole's BPR, LightGCN, ..., :mod:`recbole_adt.model.generic`) each entry is
+a triple whose label is 1 and whose margin is :math:`\hat y_{ui} - \hat y_{uj}`: its slot is its
+(user, positive item), the memory averages the positive's BPR losses, and a relabelled triple's
+loss :math:`-\log(1 - \sigma(\text{margin}))` is BPR on the reversed pair,
+:math:`-\log\sigma(\hat y_{uj} - \hat y_{ui})`: the pair label "u prefers i to j" flips 1 → 0.
+
 The memory is keyed by the interaction: the sorted int64 keys ``user * n_items + item`` of the
 training split, looked up with ``searchsorted`` (:class:`InteractionMemory`), three numbers per
 training interaction; never a dense user x item matrix.
