@@ -27,8 +27,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from recbole_adt.denoisers.reweight import check_beta, rce_weight
-from recbole_adt.denoisers.truncate import check_drop_rate, drop_count, largest_loss_positives
+from recbole_adt.denoisers.reweight import Reweight, check_beta, rce_weight
+from recbole_adt.denoisers.truncate import (
+    Truncate,
+    check_drop_rate,
+    drop_count,
+    largest_loss_positives,
+)
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -137,10 +142,7 @@ def truncated_bce(
     counting positives and negatives; a negative is never dropped. Dropped entries are removed:
     ``mean`` averages over the kept entries only.
     """
-    check_drop_rate(drop_rate)
-    loss = bce(logits, labels, reduction="none").flatten()
-    dropped = largest_loss_positives(loss, labels.flatten(), drop_count(drop_rate, loss.numel()))
-    return _reduce(loss[~dropped], reduction)
+    return _truncated(bce(logits, labels, reduction="none"), labels, drop_rate, reduction)
 
 
 def reweighted_bce(
@@ -155,10 +157,8 @@ def reweighted_bce(
     Weight :math:`\hat y^{\beta}` on positives and :math:`(1-\hat y)^{\beta}` on negatives, from
     detached :math:`\hat y = \sigma(\text{logits})`; :math:`\beta = 0` gives plain CE.
     """
-    check_beta(beta)
-    return _reduce(
-        bce(logits, labels, reduction="none") * rce_weight(logits, labels, beta=beta), reduction
-    )
+    loss = bce(logits, labels, reduction="none")
+    return _reweighted(loss, logits, labels, beta, reduction)
 
 
 def truncated_bpr(
@@ -174,12 +174,8 @@ def truncated_bpr(
     Drops the :math:`\lfloor \epsilon\cdot n \rfloor` of the :math:`n` triples with the largest
     BPR loss; ``mean`` averages over the kept triples only.
     """
-    check_drop_rate(drop_rate)
-    loss = bpr(pos_scores, neg_scores, gamma=gamma, reduction="none").flatten()
-    dropped = largest_loss_positives(
-        loss, torch.ones_like(loss), drop_count(drop_rate, loss.numel())
-    )
-    return _reduce(loss[~dropped], reduction)
+    loss = bpr(pos_scores, neg_scores, gamma=gamma, reduction="none")
+    return _truncated(loss, torch.ones_like(loss), drop_rate, reduction)
 
 
 def reweighted_bpr(
@@ -196,10 +192,23 @@ def reweighted_bpr(
     detached scores, so hard pairs (the negative scores near or above the positive) are weighted
     *down*; :math:`\beta = 0` gives plain BPR.
     """
-    check_beta(beta)
+    loss = bpr(pos_scores, neg_scores, gamma=gamma, reduction="none")
     margin = pos_scores - neg_scores
-    weight = rce_weight(margin, torch.ones_like(margin), beta=beta)
-    return _reduce(bpr(pos_scores, neg_scores, gamma=gamma, reduction="none") * weight, reduction)
+    return _reweighted(loss, margin, torch.ones_like(margin), beta, reduction)
+
+
+def _truncated(loss, labels, drop_rate: float, reduction: Reduction) -> torch.Tensor:
+    """The :class:`Truncate` denoiser on a whole batch, dropped entries removed from the mean."""
+    check_drop_rate(drop_rate)
+    loss, labels = loss.flatten(), labels.flatten()
+    num_drop = drop_count(drop_rate, loss.numel())
+    dropped = Truncate()(loss, None, labels, num_drop=num_drop).dropped
+    return _reduce(loss[~dropped], reduction)
+
+
+def _reweighted(loss, margin, labels, beta: float, reduction: Reduction) -> torch.Tensor:
+    """The :class:`Reweight` denoiser on a whole batch."""
+    return _reduce(Reweight(beta=beta)(loss, margin, labels).loss, reduction)
 
 
 def nr_weighted_bce(

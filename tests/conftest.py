@@ -24,12 +24,12 @@ def planted_data(tmp_path_factory):
     return data_path
 
 
-@pytest.fixture
-def base_config(planted_data, tmp_path):
+def planted_settings(data_path, checkpoint_dir) -> dict:
+    """Small, fast settings for the 'planted' dataset (one thread, quiet, seed 7)."""
     return {
         "dataset": "planted",
-        "data_path": str(planted_data),
-        "checkpoint_dir": str(tmp_path / "saved"),
+        "data_path": str(data_path),
+        "checkpoint_dir": str(checkpoint_dir),
         "epochs": 2,
         "show_progress": False,
         "state": "WARNING",
@@ -38,3 +38,8 @@ def base_config(planted_data, tmp_path):
         "num_threads": 1,
         "seed": 7,
     }
+
+
+@pytest.fixture
+def base_config(planted_data, tmp_path):
+    return planted_settings(planted_data, tmp_path / "saved")

@@ -18,6 +18,7 @@ from recbole.trainer import Trainer
 
 from recbole_adt import cli
 from recbole_adt.quick_start import load_data_and_model, run_recbole_adt
+from tests.conftest import planted_settings
 from tests.pipeline import prepare
 
 FORCE_UNSAFE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
@@ -35,18 +36,7 @@ class Payload:
 def trained(planted_data, tmp_path_factory):
     """A GMF trained for one epoch, and a real checkpoint of it."""
     folder = tmp_path_factory.mktemp("trained")
-    settings = {
-        "dataset": "planted",
-        "data_path": str(planted_data),
-        "checkpoint_dir": str(folder),
-        "epochs": 1,
-        "show_progress": False,
-        "state": "WARNING",
-        "train_batch_size": 256,
-        "eval_batch_size": 40960,
-        "num_threads": 1,
-        "seed": 7,
-    }
+    settings = {**planted_settings(planted_data, folder), "epochs": 1}
     with pytest.MonkeyPatch.context() as patch:  # RecBole reads sys.argv and writes to ./
         patch.chdir(folder)
         patch.setattr(sys, "argv", ["pytest"])
