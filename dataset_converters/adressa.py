@@ -90,7 +90,7 @@ def _rows(
     cached = flag.get
     not_click = no_dwell = 0
     for path in files:
-        for first, records in _fields(path).records(path, log):
+        for first, _, records in _fields(path).blocks(path, log):
             rows: list[Row] = []
             append = rows.append
             for lineno, record in enumerate(records, first):

@@ -54,7 +54,6 @@ logger = logging.getLogger("dataset_converters")
 Row = tuple[bytes, bytes, bytes, bytes, bytes]
 FP, TP = b"1.0", b"0.0"  # the false_positive column's values
 FLAG = (TP, FP)  # indexed by "is a false positive"
-ROW = b"%s\t%s\t%s\t%s\t%s\n"
 LIMIT = 1e300  # numbers must lie within +-LIMIT (this also rejects NaN and infinities)
 BATCH_BYTES = 1 << 20  # raw lines are read (and rows written) in batches of about 1 MiB
 MAX_EXAMPLES = 5  # malformed lines quoted in the stats and in error messages
@@ -601,17 +600,16 @@ class Counts:
 _USER, _ITEM, _FLAG = itemgetter(0), itemgetter(1), itemgetter(-1)
 
 
-def _write_all(
-    batches: Iterable[list[tuple[bytes, ...]]], out: IO[bytes], counts: Counts, fmt: bytes
-) -> None:
-    """Render batches of rows; every step runs over a whole batch in C (map, set.update)."""
-    render = fmt.__mod__
+def _write_all(batches: Iterable[list[tuple[bytes, ...]]], out: IO[bytes], counts: Counts) -> None:
+    """Write batches of rows, tab-separated; every step runs over a whole batch in C."""
     for rows in batches:
+        if not rows:
+            continue
         counts.users.update(map(_USER, rows))
         counts.items.update(map(_ITEM, rows))
         counts.false_positives += countOf(map(_FLAG, rows), FP)
         counts.interactions += len(rows)
-        out.writelines(map(render, rows))
+        out.write(b"\n".join(map(b"\t".join, rows)) + b"\n")  # one call: writelines costs 3x
 
 
 def _spooled(spool: IO[bytes]) -> Iterator[tuple[int, bytes, bytes, bytes]]:
@@ -657,16 +655,15 @@ def write_interactions(
     out: IO[bytes],
     staging: Staging,
     opts: BaseOptions,
-    fmt: bytes = ROW,
 ) -> tuple[Counts, dict[str, int]]:
     """Write rows to ``out`` after the optional filters; returns counts and rows removed."""
     counts = Counts()
     if not isinstance(opts, Options) or (not opts.dedupe and opts.kcore <= 1):
-        _write_all(batches, out, counts, fmt)
+        _write_all(batches, out, counts)
         return counts, {"duplicates": 0, "kcore": 0}
     spool = staging.scratch()
     raw = Counts()
-    _write_all(batches, spool, raw, fmt)
+    _write_all(batches, spool, raw)
     keep = _earliest(spool) if opts.dedupe else None
     gone_users, gone_items = _kcore(spool, keep, opts.kcore) if opts.kcore > 1 else (set(), set())
     kept = (

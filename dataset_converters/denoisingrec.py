@@ -43,7 +43,6 @@ NAME = "denoisingrec"
 HELP = "the paper authors' NAME.train.rating / .valid.rating / .test.negative (kept split)"
 OPTIONS = BaseOptions  # the split is the authors': no dedupe or k-core
 SPLITS = {"train": "train.rating", "valid": "valid.rating", "test": "test.negative"}
-ROW3 = b"%s\t%s\t%s\n"
 NOT_A_FLAG = (
     "the third column holds {}, but in the authors' files it is a 0/1 flag (1 = clean, 0 = "
     "false positive); this looks like a file of ratings, which would be mislabelled. Convert "
@@ -187,7 +186,7 @@ def convert(
         for split, path in files.items():
             out = staging.open(outputs[split])
             out.write(columns)
-            counts, _ = write_interactions(_rows(path, split, log), out, staging, opts, ROW3)
+            counts, _ = write_interactions(_rows(path, split, log), out, staging, opts)
             if counts.interactions == 0:
                 raise ConversionError(f"no interactions in {path}")
             splits[split] = summary(counts)

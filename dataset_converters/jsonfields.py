@@ -1,28 +1,23 @@
-"""Read a few top-level fields from JSON-lines dumps without parsing whole lines.
+"""Read a few top-level fields from JSON-lines dumps with msgspec.
 
 ``json.loads`` builds every value of a line, review texts included, and is the bottleneck on
-multi-GB dumps. :class:`JsonFields` reads in three tiers, each falling back to the next:
+multi-GB dumps. :class:`JsonFields` decodes each line with msgspec against a Struct that names
+only the needed keys, typed ``msgspec.Raw``: the whole line is still checked to be JSON (in C),
+but nothing is built for the other keys, and each needed value comes back as its raw JSON text.
 
-1. **bulk**: one regular expression, built from the key order of a sample line, runs over a
-   1 MiB block with ``findall``, so a whole block is matched in C. Gaps before keys near the start
-   are skipped lazily; the first key past the middle of the sample (after the long text) is
-   reached greedily from the end of the line. Each gap-and-key step is an atomic group, so a
-   line that does not fit fails at once instead of backtracking. The regex engine steps over
-   gaps byte by byte, so this tier is used only when the sample's keys lie within
-   :data:`BULK_REACH` bytes of the line's ends (Amazon, Yelp), not mid-line (Adressa).
-2. **per line**: ``bytes.find`` for each ``"key":``; this also handles absent optional keys.
-3. **full parse**: ``json.loads`` (or ``ast.literal_eval`` for Python-literal dumps, never
-   ``eval``), which also decides whether a line is malformed.
-
-In valid JSON a quoted key followed by ``:`` cannot occur inside a string (its inner quotes are
-escaped), so tiers 1-2 find the real key (nested objects reusing a needed key name are not
-expected in these dumps). They take only plain values (strings without escapes or control
-characters, plain numbers) and check that the line is framed by ``{`` ... ``}``; they do not
-validate the parts of a line they skip, so a line whose needed fields are intact is read even if
-another part is broken.
+A value is *plain* when it can be written as it stands: a string without escapes, a run of
+digits for a count (:data:`NUM`), a JSON number (:data:`FLOAT`), or an absent optional key.
+The lines of a 1 MiB block are checked a field at a time (a few passes in C over the joined
+values), so a plain dump costs no Python work per line here. Any other line (escapes, ids given
+as numbers, ``null``, missing keys, Python dict literals, blank lines, and lines that are not
+JSON, even where the needed fields are intact) is parsed whole with ``json.loads``
+(:meth:`JsonFields.slow`), which also decides whether it is malformed and why. A block with such
+lines still reads its runs of plain lines a field at a time; malformed lines are logged in file
+order, as the caller reaches them.
 
 Values come back as UTF-8 bytes, numbers as their JSON text, ready to be written to a TSV file;
-an absent optional field reads as ``b""``.
+an absent optional field reads as ``b""``. Ids read as they stand are checked to be UTF-8 (the
+raw text is not decoded); ids from ``json.loads`` are valid by construction.
 """
 
 from __future__ import annotations
@@ -30,27 +25,27 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from operator import itemgetter
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import msgspec
+from msgspec.structs import astuple
 
 from . import base
-from .base import LIMIT, LineLog, clean_id, open_binary
+from .base import LIMIT, LineLog, clean_id
 
 STR, NUM, FLOAT = "str", "num", "float"  # kinds: id string, integer >= 0, any JSON number
-_VALUE = {
-    STR: rb'"([^"\\\x00-\x1f]+)"',
-    NUM: rb"(\d+)(?=[\s,}])",
-    FLOAT: rb"(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?)(?=[\s,}])",
-}
-_FIRST = itemgetter(0)
 JSON_ARRAY = (
     "it holds a JSON array, but the converters read JSON lines (one object per line): "
     "convert it with jq -c '.[]'"
 )
-BULK_REACH = 300  # bytes the bulk regex may have to walk per line before tier 2 is faster
+ABSENT = msgspec.Raw(b"")  # what an absent optional key decodes to
+DIGITS = b"0123456789\n"  # a count is plain when its raw text holds only these (see _columns)
+NUMBER = b"-+.0123456789eE\n"  # a JSON value made only of these bytes is a number
+NUMBER_START = b"-0123456789"  # a JSON value that starts with one of these is a number
+QUOTE, BACKSLASH = ord('"'), ord("\\")  # as ints: "bytes in bytes" first tries int(needle)
 
 
 class Malformed(Exception):
@@ -62,19 +57,30 @@ class Field:
     key: str
     kind: str = STR
     required: bool = True  # an absent optional field reads as b""
-    convert: Callable[[bytes], bytes] | None = None  # for a required field; ValueError: bad
+    # For a required field: maps a column of values to new values; ValueError when one is bad.
+    convert: Callable[[list[bytes]], list[bytes]] | None = None
 
     def __post_init__(self) -> None:
         if self.convert and not self.required:
             raise ValueError("convert is for required fields")
 
 
-class JsonFields:
-    """Extract ``fields`` from the JSON-lines files whose first lines are ``head``.
+class Block(NamedTuple):
+    """About 1 MiB of lines, starting at line ``first``.
 
-    :meth:`records` yields, per block, the number of its first line and one entry per line:
-    the tuple of field values, or None for a blank or malformed line (already logged).
+    ``records`` holds one entry per line: the tuple of field values, or None for a blank or
+    malformed line, logged when the entry is reached (so that the caller's own reports stay in
+    file order). When every line was plain, ``columns`` holds the same values a field at a
+    time, for callers that work on whole columns; otherwise it is None.
     """
+
+    first: int
+    columns: list[list[bytes]] | None
+    records: Iterable[tuple[bytes, ...] | None]
+
+
+class JsonFields:
+    """Extract ``fields`` from the JSON-lines files whose first lines are ``head``."""
 
     def __init__(
         self, fields: Sequence[Field], head: Sequence[bytes], *, python_literals: bool = False
@@ -83,135 +89,154 @@ class JsonFields:
             raise ValueError("JsonFields needs at least two fields")
         self.fields = tuple(fields)
         self.python_literals = python_literals
-        samples = list(_parsed(head, python_literals))
-        if not samples:
-            raise _no_object(head)
-        self.sample = samples[0][1]
-        full = next((s for s in samples if all(f.key in s[1] for f in fields)), None)
-        bulk = full and _bulk_pattern(self.fields, *full)
-        self._bulk, self._pick = bulk or (None, None)
-        self._plan = _line_plan(self.fields, samples[0][0])
-        self._converts = [(i, f.key, f.convert) for i, f in enumerate(fields) if f.convert]
+        self.sample = first_object(head, python_literals)
+        names = [f"f{i}" for i in range(len(fields))]  # any JSON key, even "class" or "a b"
+        struct = msgspec.defstruct(
+            "Needed",
+            [
+                (n, msgspec.Raw) if f.required else (n, msgspec.Raw, ABSENT)
+                for n, f in zip(names, fields)
+            ],
+            rename=dict(zip(names, (f.key for f in fields))),
+            kw_only=True,
+            gc=False,  # holds only bytes: no cycles, and no collector passes over each line
+        )
+        self._decode = msgspec.json.Decoder(struct).decode
+        self._get = list(map(attrgetter, names))
         self._ids = [i for i, f in enumerate(fields) if f.kind is STR and not f.convert]
+        self._converts = [(i, f) for i, f in enumerate(fields) if f.convert]
 
-    # -- tier 1 --------------------------------------------------------------------------------
+    def blocks(self, path: Path, log: LineLog) -> Iterator[Block]:
+        """The file's lines in blocks (see :class:`Block`); counts them in ``log.lines``."""
+        for first, lines in base.line_batches(path):
+            log.lines += len(lines)
+            decoded, refused = self._decode_all(lines)
+            columns = None if refused else self._columns(decoded)
+            if columns is not None:
+                yield Block(first, columns, zip(*columns))
+            else:
+                yield Block(first, None, self._mixed(lines, decoded, first, path, log))
 
-    def records(
-        self, path: Path, log: LineLog
-    ) -> Iterator[tuple[int, list[tuple[bytes, ...] | None]]]:
-        pick = self._pick
-        for first, n, block in _blocks(path):
-            matches = self._bulk.findall(block) if self._bulk else []
-            records = None
-            if len(matches) == n and all(map(_FIRST, matches)):  # group 1 is "{" if it fit
-                records = list(map(pick, matches))
-                if self._converts:
-                    try:
-                        records = self._convert_all(records)
-                    except ValueError:
-                        records = None
-            if records is None:  # one line at a time, so malformed lines are met in file order
-                if len(matches) != n:  # no bulk pattern: every line takes tier 2
-                    matches = [(b"", line) for line in block.split(b"\n")]
-                records = [self._record(m, path, first + k, log) for k, m in enumerate(matches)]
-            if not block.isascii():  # 40 us per MiB; ASCII ids are valid UTF-8
-                records = self._utf8(records, path, first, log)
-            log.lines += n
-            yield first, records
+    def _decode_all(self, lines: list[bytes]) -> tuple[list[Any], bool]:
+        """Each line decoded, or None where msgspec refuses it; and whether it refused one."""
+        decoded: list[Any] = []
+        rest = iter(lines)
+        refused = False
+        while True:
+            try:  # extend keeps what it appended before the error; map has consumed the line
+                decoded.extend(map(self._decode, rest))
+                return decoded, refused
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                decoded.append(None)
+                refused = True
 
-    def _convert_all(self, records: list[tuple[bytes, ...]]) -> list[tuple[bytes, ...]]:
-        """Apply the converters column-wise (in C via map and zip); raises ValueError."""
-        if not records:
-            return records
-        columns: list[Iterable[bytes]] = list(zip(*records))
-        for i, _, convert in self._converts:
-            columns[i] = list(map(convert, columns[i]))
-        return list(zip(*columns))
+    def _mixed(
+        self, lines: list[bytes], decoded: list[Any], first: int, path: Path, log: LineLog
+    ) -> Iterator[tuple[bytes, ...] | None]:
+        """The records of a block with lines that msgspec refused or that are not all plain.
 
-    def _utf8(
-        self, records: list[Any], path: Path, first: int, log: LineLog
-    ) -> list[tuple[bytes, ...] | None]:
-        """Drop (as malformed) the records with an id that is not UTF-8; a few C passes if none."""
-        present = list(filter(None, records))
-        try:
-            for i in self._ids:
-                ids = b"\n".join(map(itemgetter(i), present))
-                if not ids.isascii():
-                    ids.decode()
-            return records
-        except UnicodeDecodeError:
-            pass
-        out = []
-        for lineno, record in enumerate(records, first):
-            if record is not None and (why := base.bad_id(*(record[i] for i in self._ids))):
-                log.bad(path, lineno, why)
-                record = None
-            out.append(record)
-        return out
+        Each run of lines between refused ones is still read a column at a time if it is all
+        plain, and otherwise one line at a time; malformed lines are logged as reached.
+        """
+        refused = [k for k, one in enumerate(decoded) if one is None]
+        start = 0
+        for end in [*refused, len(lines)]:
+            columns = self._columns(decoded[start:end]) if end > start else None
+            if columns is not None:
+                yield from zip(*columns)
+            else:
+                for k in range(start, end):
+                    yield self._line(lines[k], decoded[k], path, first + k, log)
+            if end < len(lines):
+                yield self._line(lines[end], None, path, first + end, log)
+            start = end + 1
 
-    def _record(
-        self, match: tuple[bytes, ...], path: Path, lineno: int, log: LineLog
-    ) -> tuple[bytes, ...] | None:
-        """The values of one line: from the bulk match if it fit, else from tiers 2-3."""
-        values = self._pick(match) if match[0] else self._line(match[-1], path, lineno, log)
-        if values is None or not self._converts:
-            return values
-        out = list(values)
-        for i, key, convert in self._converts:
-            try:
-                out[i] = convert(out[i])
-            except ValueError:
-                log.bad(path, lineno, f"bad {key}: {out[i][:40].decode(errors='replace')!r}")
+    def _columns(self, decoded: list[Any]) -> list[list[bytes]] | None:
+        """The values of decoded lines, a field at a time; None unless all are plain.
+
+        Each field's raw texts are joined with newlines (which no raw JSON value holds), so the
+        checks are a few passes in C over one bytes object per field.
+        """
+        columns = []
+        for get, f in zip(self._get, self.fields):
+            joined = b"\n".join(map(get, decoded))
+            if f.kind is STR:  # quoted, without escapes (so no quote inside), or absent
+                if BACKSLASH in joined or b'""' in joined or not _utf8(joined):
+                    return None
+                quoted = joined.startswith(b'"') + joined.count(b'\n"')
+                values = joined.replace(b'"', b"").split(b"\n")
+                if quoted != len(values) - values.count(b""):
+                    return None
+            elif joined.translate(None, DIGITS if f.kind is NUM else NUMBER):
                 return None
-        return tuple(out)
+            else:
+                values = joined.split(b"\n")
+            if f.convert:
+                try:
+                    values = f.convert(values)
+                except ValueError:
+                    return None
+            columns.append(values)
+        return columns
 
-    # -- tiers 2 and 3 -------------------------------------------------------------------------
-
-    def _line(self, line: bytes, path: Path, lineno: int, log: LineLog) -> tuple[Any, ...] | None:
-        values = self.fast(line)
-        if values is not None:
-            return values
+    def _line(
+        self, line: bytes, decoded: Any, path: Path, lineno: int, log: LineLog
+    ) -> tuple[bytes, ...] | None:
+        """One line's record (``decoded`` is None if msgspec refused it); logs why it has none."""
+        plain = None if decoded is None else self._plain_line(decoded)
+        if plain is not None:
+            record = self._converted(plain, path, lineno, log)
+            if record is None or line.isascii():  # ASCII ids are valid UTF-8
+                return record
+            if why := base.bad_id(*(record[i] for i in self._ids)):
+                log.bad(path, lineno, why)
+                return None
+            return record
         if not line.strip():
             log.skip("blank")
             return None
         try:
-            return self.slow(line)
+            return self._converted(self.slow(line), path, lineno, log)
         except Malformed as exc:
             log.bad(path, lineno, str(exc))
             return None
 
-    def fast(self, line: bytes) -> tuple[Any, ...] | None:
-        """Tier 2: the values found with ``bytes.find``, or None when unsure."""
-        try:
-            if line[0] != 123 or (line[-1] != 125 and line.rstrip()[-1] != 125):
+    def _plain_line(self, decoded: Any) -> tuple[bytes, ...] | None:
+        """One decoded line's values if all are plain, before conversion: :meth:`_columns` for
+        one line, without its fixed cost per field."""
+        out = []
+        raw = b"\n".join(astuple(decoded)).split(b"\n")  # cheaper than bytes() of each
+        for value, f in zip(raw, self.fields):
+            if not value:  # an absent optional key
+                pass
+            elif f.kind is STR:
+                if value[0] != QUOTE or BACKSLASH in value or len(value) == 2:
+                    return None
+                value = value[1:-1]
+            elif f.kind is NUM:
+                if not value.isdigit():
+                    return None
+            elif value[0] not in NUMBER_START:
                 return None
-            out: list[Any] = []
-            for finder, needle, size, kind, required, key in self._plan:
-                p = finder(line, needle)
-                if p < 0:
-                    if required or line.find(key) >= 0:  # absent, or present in another shape
-                        return None
-                    out.append(b"")
-                    continue
-                p += size
-                if kind is STR:
-                    end = line.find(34, p)
-                    value = line[p:end]
-                    if end < 0 or not value or 92 in value or 9 in value or 13 in value:
-                        return None
-                else:
-                    end = line.find(44, p)
-                    value = line[p : end if end >= 0 else line.find(125, p)].strip()
-                    number = int(value) if kind is NUM else float(value)
-                    if not -LIMIT < number < LIMIT or b"_" in value or (kind is NUM and number < 0):
-                        return None
-                out.append(value)
-            return tuple(out)
-        except (ValueError, IndexError):
-            return None
+            out.append(value)
+        return tuple(out)
+
+    def _converted(
+        self, values: tuple[bytes, ...], path: Path, lineno: int, log: LineLog
+    ) -> tuple[bytes, ...] | None:
+        if not self._converts:
+            return values
+        out = list(values)
+        for i, f in self._converts:
+            try:
+                (out[i],) = f.convert([out[i]])  # type: ignore[misc]
+            except ValueError:
+                log.bad(path, lineno, f"bad {f.key}: {out[i][:40].decode(errors='replace')!r}")
+                return None
+        return tuple(out)
 
     def slow(self, line: bytes) -> tuple[Any, ...]:
-        """Tier 3: parse the whole line; raises :class:`Malformed` with a reason."""
+        """Parse the whole line with ``json.loads``; raises :class:`Malformed` with a reason."""
         record = parse_object(line, self.python_literals)
         out: list[Any] = []
         for f in self.fields:
@@ -228,84 +253,24 @@ class JsonFields:
         return tuple(out)
 
 
+def _utf8(text: bytes) -> bool:
+    """Whether raw text is valid UTF-8 (msgspec does not check the raw values it returns)."""
+    try:
+        return text.isascii() or bool(text.decode())
+    except UnicodeDecodeError:
+        return False
+
+
 def first_object(lines: Sequence[bytes], python_literals: bool = False) -> dict[str, Any]:
     """The first of ``lines`` that parses as an object; raises :class:`Malformed`."""
-    for _, record in _parsed(lines, python_literals):
-        return record
-    raise _no_object(lines)
-
-
-def _no_object(lines: Sequence[bytes]) -> Malformed:
-    if lines and lines[0].lstrip().startswith(b"["):
-        return Malformed(JSON_ARRAY)
-    return Malformed(f"no JSON object in the first {len(lines)} line(s)")
-
-
-def _parsed(lines: Sequence[bytes], python_literals: bool) -> Iterator[tuple[bytes, dict]]:
     for line in lines:
         try:
-            yield line, parse_object(line, python_literals)
+            return parse_object(line, python_literals)
         except Malformed:
             continue
-
-
-def _bulk_pattern(
-    fields: Sequence[Field], line: bytes, sample: dict[str, Any]
-) -> tuple[re.Pattern[bytes], Callable[[tuple[bytes, ...]], tuple[bytes, ...]]] | None:
-    """``^({) gap "k1": v1 gap "k2": v2 ... }$ | ^(line)$`` with the keys in the sample's order.
-
-    Also returns the itemgetter that turns a match into the values in the fields' order. None
-    when the regex would have to walk more than :data:`BULK_REACH` bytes of the sample.
-    """
-    keys = list(sample)
-    ordered = sorted(fields, key=lambda f: keys.index(f.key))
-    where = {f.key: line.find(b'"' + f.key.encode() + b'":') for f in ordered}
-    early = [p for p in where.values() if p <= len(line) // 2]
-    late = [p for p in where.values() if p > len(line) // 2]
-    if max(early, default=0) + (len(line) - min(late, default=len(line))) > BULK_REACH:
-        return None
-    parts = [rb"^(\{)"]
-    greedy_used = False
-    for f in ordered:
-        is_late = where[f.key] > len(line) // 2
-        gap = rb".*" if is_late and not greedy_used else rb".*?"
-        greedy_used |= is_late
-        step = b"(?>" + gap + b'"' + re.escape(f.key.encode()) + b'": ?' + _VALUE[f.kind] + b")"
-        parts.append(step if f.required else b"(?:" + step + b")?")
-    parts.append(rb".*\}\r?$|^(.*)$")
-    pattern = re.compile(b"".join(parts), re.MULTILINE)
-    return pattern, itemgetter(*(1 + ordered.index(f) for f in fields))
-
-
-def _line_plan(fields: Sequence[Field], sample: bytes) -> list[tuple[Any, ...]]:
-    sep = b": " if sample.find(b'": ') >= 0 else b":"  # json.dumps style or compact
-    plan = []
-    for f in fields:
-        key = b'"' + f.key.encode() + b'":'
-        needle = key + sep[1:] + (b'"' if f.kind is STR else b"")  # up to the value
-        # Keys after the middle of the sample follow the long text: search from the end.
-        finder = bytes.rfind if sample.find(key) > len(sample) // 2 else bytes.find
-        plan.append((finder, needle, len(needle), f.kind, f.required, key))
-    return plan
-
-
-def _blocks(path: Path) -> Iterator[tuple[int, int, bytes]]:
-    """(first line number, number of lines, block of whole lines without the last newline)."""
-    first, rest = 1, b""
-    with open_binary(path) as f:
-        while data := f.read(base.BATCH_BYTES):
-            data = rest + data
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                rest = data
-                continue
-            block, rest = data[:cut], data[cut + 1 :]
-            n = block.count(b"\n") + 1
-            f.lines = first + n - 1
-            yield first, n, block
-            first += n
-    if rest:
-        yield first, rest.count(b"\n") + 1, rest
+    if lines and lines[0].lstrip().startswith(b"["):
+        raise Malformed(JSON_ARRAY)
+    raise Malformed(f"no JSON object in the first {len(lines)} line(s)")
 
 
 def _number(value: Any, kind: str) -> bytes | None:

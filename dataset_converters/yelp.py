@@ -15,6 +15,8 @@ import dataclasses
 import datetime as dt
 import os
 from collections.abc import Iterator, Sequence
+from itertools import compress
+from operator import add, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ CATEGORIES = ("Restaurants", "Bars")
 _EPOCH = dt.date(1970, 1, 1).toordinal()
 _DAYS: dict[bytes, int] = {}  # b"YYYY-MM-DD" -> unix seconds at midnight UTC
 _TIMES: dict[bytes, int] = {b"": 0}  # b" HH:MM:SS" -> seconds since midnight
+_DATE, _TIME = itemgetter(slice(None, 10)), itemgetter(slice(10, None))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +120,15 @@ def _tokens(categories: object) -> list[str]:
     return []  # null or absent
 
 
+def utc_seconds_column(dates: list[bytes]) -> list[bytes]:
+    """:func:`utc_seconds` of each date, in C (a few maps) once the caches hold them all."""
+    days = list(map(_DAYS.get, map(_DATE, dates)))
+    times = list(map(_TIMES.get, map(_TIME, dates)))
+    if None in days or None in times:  # fill the caches; ValueError for a bad date
+        return list(map(utc_seconds, dates))
+    return list(map(b"%d".__mod__, map(add, days, times)))
+
+
 def utc_seconds(date: bytes) -> bytes:
     """``YYYY-MM-DD[ HH:MM:SS]`` (UTC) as unix seconds; raises ValueError when invalid.
 
@@ -168,7 +180,7 @@ def _rows(files: Sequence[Path], kept: set[bytes], log: LineLog) -> Iterator[lis
                     jf.Field("user_id"),
                     jf.Field("business_id"),
                     jf.Field("stars", jf.FLOAT),
-                    jf.Field("date", convert=utc_seconds),
+                    jf.Field("date", convert=utc_seconds_column),
                 ],
                 head(path),
             )
@@ -182,7 +194,14 @@ def _rows(files: Sequence[Path], kept: set[bytes], log: LineLog) -> Iterator[lis
         flag = FlagBelow(3, low=1, high=5, what="stars")
         cached = flag.get
         other = 0
-        for first, records in fields.records(path, log):
+        for first, columns, records in fields.blocks(path, log):
+            if columns is not None:  # every line plain: whole columns if no rating is new
+                flags = list(map(cached, columns[2]))
+                if None not in flags:
+                    keep = list(map(kept.__contains__, columns[1]))
+                    other += keep.count(False)
+                    yield list(compress(zip(*columns, flags), keep))
+                    continue
             rows: list[Row] = []
             append = rows.append
             for lineno, record in enumerate(records, first):

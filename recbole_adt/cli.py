@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
 import textwrap
 import warnings
@@ -215,10 +216,23 @@ def _settings_as_argv(settings: list[str]):
 
 @contextlib.contextmanager
 def _quiet_known_warnings():
-    with warnings.catch_warnings():
-        for message in KNOWN_WARNINGS:
-            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
-        yield
+    # The processes of a distributed run (nproc > 1) are new interpreters: they read the same
+    # filters from PYTHONWARNINGS (plain message prefixes there, not patterns).
+    inherited = os.environ.get("PYTHONWARNINGS")
+    plain = [re.sub(r"\\(.)", r"\1", message) for message in KNOWN_WARNINGS]
+    os.environ["PYTHONWARNINGS"] = ",".join(
+        [*([inherited] if inherited else []), *(f"ignore:{m}:FutureWarning" for m in plain)]
+    )
+    try:
+        with warnings.catch_warnings():
+            for message in KNOWN_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+            yield
+    finally:
+        if inherited is None:
+            del os.environ["PYTHONWARNINGS"]
+        else:
+            os.environ["PYTHONWARNINGS"] = inherited
 
 
 def _log_to_new_files(before: set, message: str) -> None:

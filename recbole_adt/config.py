@@ -15,13 +15,18 @@ from recbole.config import Config as RecBoleConfig
 from recbole_adt.data.embedded import EMBEDDED_DATASET
 from recbole_adt.data.extra_feedback import check_extra_feedback_settings
 from recbole_adt.denoisers.dcf import check_dcf_settings
+from recbole_adt.denoisers.truncate import check_drop_base, check_drop_count
+from recbole_adt.diagnostics import check_diagnostics_settings
+from recbole_adt.distributed import check_distributed_settings, join_cpu_group, uses_gpus
 from recbole_adt.evaluation import colliding_grid
 from recbole_adt.losses import check_beta, check_drop_rate, check_loss_name, check_nr_weights
 from recbole_adt.model.extra_feedback import ExtraFeedbackMixin
 from recbole_adt.model.nmtr import check_nmtr_loss_weights
 from recbole_adt.phases import parse_phases
-from recbole_adt.schedule import check_num_gradual
+from recbole_adt.schedule import check_gradual_unit, check_num_gradual
 from recbole_adt.settings import check_run_settings, literal_setting, read_config_file
+from recbole_adt.trainer.full_sort import check_eval_memory_budget
+from recbole_adt.trainer.selection import check_selection_settings
 from recbole_adt.utils import get_model, model_for_loss
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
@@ -56,7 +61,18 @@ class Config(RecBoleConfig):
         super()._set_default_parameters()
 
     def _init_device(self):
-        super()._init_device()
+        settings = self.final_config_dict
+        # Checked in the launching process too, before any worker starts.
+        distributed = check_distributed_settings(settings)
+        if distributed and "local_rank" in settings and not uses_gpus(settings):
+            # RecBole's DDP joins with NCCL on CUDA only: set the device up as it does for one
+            # process, then join the run's process group with gloo.
+            local_rank = settings.pop("local_rank")
+            super()._init_device()
+            settings["local_rank"] = local_rank
+            join_cpu_group(settings)
+        else:
+            super()._init_device()
         if self.final_config_dict["device"].type == "cpu":
             self.final_config_dict["use_gpu"] = False  # RecBole's default True, on any machine
 
@@ -91,9 +107,15 @@ class Config(RecBoleConfig):
         """Raise ValueError on a bad ADT setting now, not after the data is loaded."""
         settings = self.final_config_dict
         settings["adt_loss"] = check_loss_name(settings["adt_loss"])
-        model_for_loss(self.model_class, settings["adt_loss"])  # the loss applies to the model
+        model_for_loss(self.model_class, settings["adt_loss"])  # the loss applies
+        check_selection_settings(settings)
+        check_diagnostics_settings(settings)
+        check_eval_memory_budget(settings["eval_memory_budget_mb"])
         check_drop_rate(settings["drop_rate"])
-        check_num_gradual(settings["num_gradual"])
+        unit = check_gradual_unit(settings["num_gradual_unit"])
+        check_num_gradual(settings["num_gradual"], unit=unit)
+        check_drop_base(settings["drop_base"])
+        check_drop_count(settings["drop_count"])
         check_beta(settings["beta"])
         check_dcf_settings(settings)
         check_nr_weights(settings["nr_click_weight"], settings["nr_negative_weight"])

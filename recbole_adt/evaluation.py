@@ -4,6 +4,10 @@ A group holds the evaluated users whose ratio :math:`|D^*_u| / |D_u|` lies below
 (``ratio_groups``, default 0.1, 0.2, 0.3). Each group is scored by RecBole's own evaluator on a
 copy of the evaluation split that keeps only those users; the copy shares the split's sampler,
 so every user's history mask is exactly the one of the overall evaluation.
+
+The same copies give test metrics by user sparsity (paper Fig. 7): users sorted by their number
+of training interactions, cut into ``sparsity_groups`` groups that hold about equal numbers of
+training interactions (:func:`sparsity_group_of_users`), sparsest first.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from logging import getLogger
 
+import torch
 from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.utils import dict2str, set_color
 
@@ -20,6 +25,7 @@ from recbole_adt.inference import (
     colliding_hook,
     validate_colliding_settings,
 )
+from recbole_adt.trainer.full_sort import budget_scores
 
 OVERALL = "overall"
 
@@ -45,6 +51,57 @@ def ratio_group_loaders(config, eval_data, extra: ExtraFeedback, thresholds) -> 
         loaders[group_name(threshold)] = loader
         getLogger().info(
             f"{group_name(threshold)}: {len(loader.uid_list)} of {len(eval_data.uid_list)} users"
+        )
+    return loaders
+
+
+def sparsity_group_of_users(train_counts: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """Group (0 = sparsest) of each user; -1 for users without training interactions.
+
+    Users are sorted by their number of training interactions (ties by id); a user falls in
+    group ``floor(num_groups * c / total)``, ``c`` being the interactions of the users before
+    it, so each group holds about ``total / num_groups`` interactions.
+    """
+    counts = train_counts.long().cpu()
+    order = torch.argsort(counts, stable=True)
+    before = torch.cumsum(counts[order], 0) - counts[order]
+    total = int(counts.sum())
+    groups = torch.full_like(counts, -1)
+    if total:
+        groups[order] = torch.div(before * num_groups, total, rounding_mode="floor")
+    groups[counts == 0] = -1
+    return groups
+
+
+def sparsity_group_loaders(config, eval_data, train_counts: torch.Tensor, num_groups: int):
+    """``[(group columns, loader), ...]``: a full-sort loader over the users of ``eval_data``
+    in each sparsity group (groups without such users are left out)."""
+    if num_groups <= 0 or not isinstance(eval_data, FullSortEvalDataLoader):
+        return []
+    dataset = eval_data._dataset
+    user_group = sparsity_group_of_users(train_counts, num_groups)
+    counts = train_counts.long().cpu()
+    eval_users = dataset.inter_feat[dataset.uid_field].cpu()
+    loaders = []
+    for group in range(num_groups):
+        members = user_group == group
+        keep = members[eval_users]
+        if not keep.any():
+            continue
+        subset = dataset.copy(dataset.inter_feat[keep])
+        loader = FullSortEvalDataLoader(config, subset, eval_data._sampler, shuffle=False)
+        columns = {
+            "group": group + 1,
+            "users": int(members.sum()),
+            "interactions": int(counts[members].sum()),
+            "min_interactions": int(counts[members].min()),
+            "max_interactions": int(counts[members].max()),
+        }
+        loaders.append((columns, loader))
+        getLogger().info(
+            f"sparsity group {group + 1}/{num_groups}: {columns['users']} users with "
+            f"{columns['min_interactions']}-{columns['max_interactions']} training interactions "
+            f"({columns['interactions']} in all), {len(loader.uid_list)} of them tested"
         )
     return loaders
 
@@ -91,7 +148,7 @@ def select_colliding(
             num_neighbours=k,
             lam=lam,
             ratio_threshold=config["colliding_ratio_threshold"],
-            max_scores_per_block=config["eval_batch_size"],
+            max_scores_per_block=budget_scores(config),
         )
         for k, lam in colliding_grid(config)
     ]

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from recbole_adt.denoisers.reweight import Reweight, check_beta, rce_weight
 from recbole_adt.denoisers.truncate import (
     Truncate,
+    batch_drop_count,
     check_drop_rate,
     drop_count,
     largest_loss_positives,
@@ -134,15 +135,20 @@ def truncated_bce(
     labels: torch.Tensor,
     *,
     drop_rate: float,
+    drop_base: str = "batch",
+    drop_count: str = "paper",
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     r"""T-CE: CE, then :class:`~recbole_adt.denoisers.truncate.Truncate` (Eq. 2-3, Algorithm 1).
 
     Drops the :math:`\lfloor \epsilon\cdot n \rfloor` positives with the largest CE, :math:`n`
     counting positives and negatives; a negative is never dropped. Dropped entries are removed:
-    ``mean`` averages over the kept entries only.
+    ``mean`` averages over the kept entries only. ``drop_base="positives"`` counts the positives
+    only, ``drop_count="authors"`` drops :math:`n - \lfloor (1-\epsilon) n \rfloor` (see
+    :mod:`recbole_adt.denoisers.truncate`).
     """
-    return _truncated(bce(logits, labels, reduction="none"), labels, drop_rate, reduction)
+    loss = bce(logits, labels, reduction="none")
+    return _truncated(loss, labels, drop_rate, reduction, base=drop_base, rule=drop_count)
 
 
 def reweighted_bce(
@@ -166,16 +172,19 @@ def truncated_bpr(
     neg_scores: torch.Tensor,
     *,
     drop_rate: float,
+    drop_count: str = "paper",
     gamma: float = BPR_GAMMA,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     r"""T-BPR: BPR, then :class:`~recbole_adt.denoisers.truncate.Truncate`.
 
     Drops the :math:`\lfloor \epsilon\cdot n \rfloor` of the :math:`n` triples with the largest
-    BPR loss; ``mean`` averages over the kept triples only.
+    BPR loss (``drop_count="authors"``: :math:`n - \lfloor (1-\epsilon) n \rfloor`); ``mean``
+    averages over the kept triples only. Every triple stands for its positive, so the two
+    ``drop_base`` choices are the same here.
     """
     loss = bpr(pos_scores, neg_scores, gamma=gamma, reduction="none")
-    return _truncated(loss, torch.ones_like(loss), drop_rate, reduction)
+    return _truncated(loss, torch.ones_like(loss), drop_rate, reduction, rule=drop_count)
 
 
 def reweighted_bpr(
@@ -197,11 +206,13 @@ def reweighted_bpr(
     return _reweighted(loss, margin, torch.ones_like(margin), beta, reduction)
 
 
-def _truncated(loss, labels, drop_rate: float, reduction: Reduction) -> torch.Tensor:
+def _truncated(
+    loss, labels, drop_rate: float, reduction: Reduction, *, base="batch", rule="paper"
+) -> torch.Tensor:
     """The :class:`Truncate` denoiser on a whole batch, dropped entries removed from the mean."""
     check_drop_rate(drop_rate)
     loss, labels = loss.flatten(), labels.flatten()
-    num_drop = drop_count(drop_rate, loss.numel())
+    num_drop = batch_drop_count(drop_rate, labels, base=base, rule=rule)
     dropped = Truncate()(loss, None, labels, num_drop=num_drop).dropped
     return _reduce(loss[~dropped], reduction)
 

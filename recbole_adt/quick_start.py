@@ -20,15 +20,32 @@ from recbole.utils import EvaluatorType, ModelType, init_logger, init_seed, set_
 from recbole_adt.config import Config
 from recbole_adt.data import ADTDataset
 from recbole_adt.data.checks import check_dataset_files
+from recbole_adt.diagnostics import (
+    DiagnosticsWriter,
+    resolve_diagnostics_dir,
+    writes_diagnostics,
+)
+from recbole_adt.distributed import (
+    leave_group,
+    post_error,
+    post_result,
+    spawn_workers,
+    spawns_workers,
+)
 from recbole_adt.evaluation import (
     OVERALL,
     evaluate_groups,
     log_groups,
     ratio_group_loaders,
     select_colliding,
+    sparsity_group_loaders,
 )
 from recbole_adt.settings import check_topk_fits
-from recbole_adt.trainer.checkpoint import WeightsOnlyCheckpointMixin, read_checkpoint
+from recbole_adt.trainer.checkpoint import (
+    WeightsOnlyCheckpointMixin,
+    model_other_parameter,
+    read_checkpoint,
+)
 from recbole_adt.utils import get_model, get_trainer
 
 # Model types whose dataset class is RecBole's plain Dataset, so the clean split applies.
@@ -64,6 +81,10 @@ def run_recbole_adt(
         model, dataset, config_dict = _resumed_settings(checkpoint, model, dataset, config_dict)
     config = Config(model, dataset, config_file_list, config_dict)
     check_dataset_files(config)  # before any log or checkpoint folder is made
+    if spawns_workers(config):  # nproc > 1: as RecBole's run(), rank 0's result comes back
+        options = {"config_dict": config_dict, "saved": saved, "resume_file": resume_file}
+        args = (model, dataset, config_file_list)
+        return spawn_workers(run_recbole_adts, config["nproc"], args, options)
     if config["num_threads"]:
         torch.set_num_threads(config["num_threads"])
     init_seed(config["seed"], config["reproducibility"])
@@ -100,13 +121,35 @@ def run_recbole_adt(
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     result = {
         "best_valid_score": best_valid_score,
-        "valid_score_bigger": config["valid_metric_bigger"],
+        "valid_score_bigger": trainer.valid_metric_bigger,  # False under a loss checkpoint_rule
         "best_valid_result": best_valid_result,
         "model_file": trainer.saved_model_file if saved else None,
+        "checkpoint_rule": config["checkpoint_rule"],
+        "best_epoch": _kept_epoch(trainer, saved),
     }
     extra = getattr(train_data._dataset, "extra_feedback", None)
-    result.update(_test(config, trainer, extra, valid_data, test_data, saved))
+    result.update(_test(config, trainer, extra, valid_data, test_data, saved, train_data._dataset))
     return result
+
+
+def run_recbole_adts(rank: int, *args) -> None:
+    """One process of a distributed run (RecBole's ``run_recboles``), started by run_recbole_adt.
+
+    ``args`` are run_recbole_adt's ``model, dataset, config_file_list`` and a dict of its other
+    arguments plus ``outbox``, the folder where local rank 0 leaves its result.
+    """
+    options = dict(args[-1])
+    outbox = options.pop("outbox")
+    options["config_dict"] = {**(options.get("config_dict") or {}), "local_rank": rank}
+    try:
+        result = run_recbole_adt(*args[:-1], **options)
+    except ValueError as err:
+        post_error(outbox, rank, err)
+        raise
+    finally:
+        leave_group()
+    if rank == 0:
+        post_result(outbox, result)
 
 
 def _resumed_settings(checkpoint: dict, model, dataset, config_dict):
@@ -121,18 +164,30 @@ def _resumed_settings(checkpoint: dict, model, dataset, config_dict):
     return model or saved["model"], dataset or saved["dataset"], settings
 
 
-def _test(config, trainer, extra, valid_data, test_data, saved: bool) -> dict:
-    """Test results, overall and per user-ratio group, plain and with colliding inference."""
+def _test(config, trainer, extra, valid_data, test_data, saved: bool, train_dataset) -> dict:
+    """Test results, overall, per user-sparsity group and per user-ratio group, plain and with
+    colliding inference (sparsity groups: plain only)."""
     show = config["show_progress"]
+    train_counts = torch.bincount(
+        train_dataset.inter_feat[train_dataset.uid_field].cpu(), minlength=train_dataset.user_num
+    )
+    sparsity = sparsity_group_loaders(config, test_data, train_counts, config["sparsity_groups"])
+    sparsity_loaders = {f"sparsity group {c['group']}": loader for c, loader in sparsity}
     if extra is None:
-        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show)
-        logger = getLogger()
-        logger.info(set_color("test result", "yellow") + f": {test_result}")
-        return {"test_result": test_result}
+        plain = evaluate_groups(
+            trainer, test_data, sparsity_loaders, load_best_model=saved, show_progress=show
+        )
+        diagnostics = _sparsity_outcome(config, trainer, sparsity, plain)
+        getLogger().info(set_color("test result", "yellow") + f": {plain[OVERALL]}")
+        return {"test_result": plain[OVERALL], **diagnostics}
     groups = ratio_group_loaders(config, test_data, extra, config["ratio_groups"] or [])
-    plain = evaluate_groups(trainer, test_data, groups, load_best_model=saved, show_progress=show)
+    all_groups = {**groups, **sparsity_loaders}
+    plain = evaluate_groups(
+        trainer, test_data, all_groups, load_best_model=saved, show_progress=show
+    )
+    diagnostics = _sparsity_outcome(config, trainer, sparsity, plain)
     log_groups("test result", plain)
-    outcome = {"test_result": plain[OVERALL], "test_groups": plain}
+    outcome = {"test_result": plain[OVERALL], "test_groups": plain, **diagnostics}
     colliding, tried = select_colliding(config, trainer, extra, valid_data)
     if colliding is None:
         return outcome
@@ -153,6 +208,30 @@ def _test(config, trainer, extra, valid_data, test_data, saved: bool) -> dict:
         "valid_result_colliding": valid[OVERALL],
         "colliding": {"neighbours": colliding.num_neighbours, "lambda": colliding.lam},
         "colliding_validation": tried,
+    }
+
+
+def _kept_epoch(trainer, saved: bool) -> int | None:
+    """The epoch of the checkpoint the run kept (its last phase's), read from the file."""
+    if not saved or not isinstance(trainer, WeightsOnlyCheckpointMixin):
+        return None
+    if not os.path.isfile(trainer.saved_model_file):
+        return None
+    return int(read_checkpoint(trainer.saved_model_file)["epoch"])
+
+
+def _sparsity_outcome(config, trainer, sparsity: list, results: dict) -> dict:
+    """Moves the sparsity groups out of ``results`` into rows (written to sparsity_groups.csv)."""
+    rows = [
+        {**columns, **results.pop(f"sparsity group {columns['group']}")} for columns, _ in sparsity
+    ]
+    directory = getattr(trainer, "diagnostics_dir", None) or resolve_diagnostics_dir(config)
+    if rows and writes_diagnostics(config):
+        path = DiagnosticsWriter(directory).write_sparsity_groups(rows)
+        getLogger().info(set_color("test result by user sparsity", "yellow") + f": {path}")
+    return {
+        "test_sparsity_groups": rows,
+        "diagnostics_dir": directory if os.path.isdir(directory) else None,
     }
 
 
@@ -213,5 +292,5 @@ def load_data_and_model(model_file):
         config["device"]
     )
     model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
+    model.load_other_parameter(model_other_parameter(checkpoint.get("other_parameter")))
     return config, model, dataset, train_data, valid_data, test_data

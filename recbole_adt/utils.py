@@ -83,11 +83,16 @@ def _check_optional_dependency(model_name: str) -> None:
 
 def get_trainer(model_type, model_name: str, *, adt_loss: str = "CE") -> type:
     """PhasedTrainer for our models and denoised RecBole models; else RecBole's trainer, saving
-    loadable checkpoints."""
+    loadable checkpoints and keeping the epoch ``checkpoint_rule`` picks."""
     model_class = get_model(model_name, adt_loss=adt_loss)
     if issubclass(model_class, adt_models.DenoisingLossMixin):
         return getattr(adt_trainers, f"{model_name}Trainer", adt_trainers.PhasedTrainer)
     base = recbole_get_trainer(model_type, model_name)
     if not issubclass(base, Trainer):
         return base
-    return type(base.__name__, (adt_trainers.WeightsOnlyCheckpointMixin, base), {})
+    mixins = (
+        adt_trainers.CheckpointRuleMixin,
+        adt_trainers.WeightsOnlyCheckpointMixin,
+        adt_trainers.FullSortEvalMixin,
+    )
+    return type(base.__name__, (*mixins, base), {})

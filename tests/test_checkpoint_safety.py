@@ -142,3 +142,13 @@ def test_our_checkpoints_still_load(trained, force_unsafe):
     assert "ndcg@20" in result
     config, model, *_ = load_data_and_model(trainer.saved_model_file)
     assert config["model"] == "GMF" and config["epochs"] == 1
+
+
+@pytest.mark.slow
+def test_item_knn_similarity_round_trips(base_config):
+    """ItemKNN keeps its similarity as a scipy matrix: saved as tensors, it reloads the same."""
+    result = run_recbole_adt("ItemKNN", config_dict=base_config)
+    assert result["test_result"]["ndcg@20"] > 0
+    _, model, *_ = load_data_and_model(result["model_file"])
+    _, _, _, trained, _ = prepare("ItemKNN", base_config)
+    assert (model.w != trained.w).nnz == 0 and model.w.format == trained.w.format

@@ -313,3 +313,59 @@ def test_hook_refuses_a_model_without_full_sort_predict():
     with pytest.raises(ValueError, match="full_sort_predict"):
         with colliding_hook(NoFullSort(), colliding, "user_id"):
             pass
+
+
+# The fast path, reuse_batch (what colliding_hook uses), against the general one.
+
+
+@pytest.mark.parametrize("num_neighbours", [1, 3, 10])
+@pytest.mark.parametrize("lam", [0.0, 0.4])
+@pytest.mark.parametrize("budget", [1, 70, 10**6])
+def test_reusing_the_batch_equals_the_general_path(num_neighbours, lam, budget):
+    reps, scores, ratio = random_case(20 + num_neighbours)
+    n_items = scores.shape[1]
+    colliding = CollidingInference(
+        reps,
+        ratio,
+        num_neighbours=num_neighbours,
+        lam=lam,
+        ratio_threshold=0.3,
+        max_scores_per_block=budget,
+    )
+    # One batch of every user in id order, as RecBole's loader sends it: bitwise equal, and
+    # nobody is scored twice.
+    users = torch.arange(1, 50)
+    general = colliding.mix(users, scores[users].clone(), lookup(scores))
+    calls: list[torch.Tensor] = []
+    fast = colliding.mix(users, scores[users].clone(), lookup(scores, calls), reuse_batch=True)
+    assert torch.equal(fast, general)
+    assert calls == []
+    # Batches of 7, and every user shuffled: equal up to the order of the float sums; only
+    # neighbours outside the batch are scored, within the budget.
+    shuffled = torch.randperm(49, generator=torch.Generator().manual_seed(1)) + 1
+    for batch in [*torch.arange(1, 50).split(7), shuffled]:
+        calls = []
+        fast = colliding.mix(batch, scores[batch].clone(), lookup(scores, calls), reuse_batch=True)
+        general = colliding.mix(batch, scores[batch].clone(), lookup(scores))
+        torch.testing.assert_close(fast, general, rtol=1e-6, atol=1e-7)
+        asked = torch.cat(calls) if calls else torch.zeros(0, dtype=torch.long)
+        assert not torch.isin(asked, batch).any()
+        assert len(asked) == len(set(asked.tolist()))
+        assert all(len(c) <= max(1, budget // n_items) for c in calls)
+
+
+def test_reusing_the_batch_keeps_plain_rows_and_lambda_one():
+    reps, scores, ratio = random_case(5)
+    users = torch.arange(1, 50)
+    mixed_up = CollidingInference(
+        reps, ratio, num_neighbours=4, lam=0.3, ratio_threshold=0.25, max_scores_per_block=90
+    )
+    fast = mixed_up.mix(users, scores[users].clone(), lookup(scores), reuse_batch=True)
+    sparse = ratio[users] < 0.25
+    assert torch.equal(fast[~sparse], scores[users][~sparse])
+    assert (fast[sparse] != scores[users][sparse]).any(dim=1).all()
+    plain = scores[users].clone()
+    unchanged = CollidingInference(
+        reps, ratio, num_neighbours=4, lam=1.0, ratio_threshold=0.25, max_scores_per_block=90
+    )
+    assert unchanged.mix(users, plain, lookup(scores), reuse_batch=True) is plain

@@ -18,15 +18,57 @@ entries are dropped, :math:`|\bar D_T|` being the number of entries of the batch
 - T-BPR: :math:`\mathcal L` is BPR, :math:`-\log\sigma(\hat y_{ui} - \hat y_{uj})`; entries are
   (user, positive, negative) triples, all of them droppable: the
   :math:`\lfloor \epsilon(T)\cdot|\text{batch}| \rfloor` triples with the largest BPR loss go.
+
+Two options sit next to that count, which stays the default:
+
+- ``drop_base`` (:data:`DROP_BASES`): ``batch`` takes :math:`n` = every entry of the batch,
+  positives and sampled negatives (the paper's :math:`|\bar D_T|`); ``positives`` takes
+  :math:`n` = the batch's positives only, so the share of *positives* dropped is
+  :math:`\epsilon` whatever the number of sampled negatives (with one negative per positive,
+  ``batch`` drops up to :math:`2\epsilon` of them).
+- ``drop_count`` (:data:`DROP_COUNTS`): ``paper`` drops :math:`\lfloor \epsilon n \rfloor`;
+  ``authors`` drops what the authors' released code drops (github.com/WenjieWWJ/DenoisingRec,
+  ``T_CE/loss.py``)::
+
+      loss_mul = loss * t
+      ind_sorted = np.argsort(loss_mul.cpu().data).cuda()
+      loss_sorted = loss[ind_sorted]
+      remember_rate = 1 - drop_rate
+      num_remember = int(remember_rate * len(loss_sorted))
+      ind_update = ind_sorted[:num_remember]
+
+  it keeps :math:`\lfloor (1-\epsilon) n \rfloor` entries, so drops
+  :math:`n - \lfloor (1-\epsilon) n \rfloor = \lceil \epsilon n \rceil`: one more than
+  :math:`\lfloor \epsilon n \rfloor` whenever :math:`\epsilon n` is not whole, hence at
+  least one per batch from the second batch of the ramp (:math:`T = 1`) on, with its schedule
+  (:func:`recbole_adt.schedule.authors_schedule`). Here the count is exact: its ``int()`` of a
+  float drops one more still where :math:`(1-\epsilon) n` lands just below a whole number
+  (:math:`\epsilon = 0.3`, :math:`n = 90` drops 28, not 27). Sorting by ``loss * label`` puts
+  negatives (0) first, so they drop only when the count exceeds the positives; here a negative
+  is never dropped.
+
+A matrix loss (CDAE's user x item reconstruction) has no sampled negatives: its negatives are
+every item the user did not interact with. Its count is per user row and always relative to that
+row's positives, under either ``drop_base`` (a share of the whole row would drop
+:math:`\epsilon |I|` entries, most of them beyond the user's positives).
+
+Each batch costs one ``topk``. For pointwise batches and BPR triples its size is known on the
+host (:func:`largest_loss_positives`), so training never waits for the device to report a count;
+CDAE's per-row counts read their largest value back once per batch to size it (a bound known on
+the host, :math:`\epsilon |I|`, would make that ``topk`` nearly a sort of every row).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from recbole_adt.denoisers.base import Denoised, Denoiser
+
+DROP_BASES = ("batch", "positives")
+DROP_COUNTS = ("paper", "authors")
 
 
 def check_drop_rate(drop_rate: float) -> float:
@@ -36,34 +78,116 @@ def check_drop_rate(drop_rate: float) -> float:
     return float(drop_rate)
 
 
-def drop_count(drop_rate: float, size: int | torch.Tensor) -> int | torch.Tensor:
-    r""":math:`\lfloor \epsilon \cdot n \rfloor`, robust to float error (0.1 * 30 is 3)."""
-    if isinstance(size, torch.Tensor):
-        return torch.floor(drop_rate * size + 1e-9).long()
-    return math.floor(drop_rate * size + 1e-9)
+def check_drop_base(base: str) -> str:
+    """Validate ``drop_base``: one of :data:`DROP_BASES`."""
+    if base not in DROP_BASES:
+        raise ValueError(
+            f"drop_base must be one of {', '.join(DROP_BASES)}, got {base!r}: batch drops a "
+            "share of all the batch's rows (positives and sampled negatives, as the paper), "
+            "positives a share of its positives only."
+        )
+    return base
+
+
+def check_drop_count(rule: str) -> str:
+    """Validate ``drop_count``: one of :data:`DROP_COUNTS`."""
+    if rule not in DROP_COUNTS:
+        raise ValueError(
+            f"drop_count must be one of {', '.join(DROP_COUNTS)}, got {rule!r}: paper drops "
+            "floor(eps * n) with the schedule of Eq. 3, authors drops n - floor((1 - eps) * n) "
+            "with the linspace ramp of the authors' released code."
+        )
+    return rule
+
+
+def drop_count(
+    drop_rate: float, size: int | torch.Tensor, *, rule: str = "paper"
+) -> int | torch.Tensor:
+    r"""Entries to drop out of ``size``: :math:`\lfloor \epsilon n \rfloor` (``paper``) or
+    :math:`n - \lfloor (1-\epsilon) n \rfloor = \lceil \epsilon n \rceil` (``authors``).
+
+    Robust to float error: 0.1 * 30 is 3 for ``paper``, and (1 - 0.3) * 90 is 63 for
+    ``authors``. A tensor ``size`` gives a tensor on its device (no host sync).
+    """
+    if rule == "paper":
+        if isinstance(size, torch.Tensor):
+            return torch.floor(drop_rate * size + 1e-9).long()
+        return math.floor(drop_rate * size + 1e-9)
+    if rule == "authors":
+        if isinstance(size, torch.Tensor):
+            return size - torch.floor((1.0 - drop_rate) * size + 1e-9).long()
+        return size - math.floor((1.0 - drop_rate) * size + 1e-9)
+    return drop_count(drop_rate, size, rule=check_drop_count(rule))
+
+
+@dataclass(frozen=True)
+class BoundedCount:
+    """A drop count that lives on the device, with an upper bound known on the host.
+
+    ``count`` (0-d, or one per row) sets how many entries go; ``bound`` (>= every count) sizes
+    the ``topk``, so the count is never read back to the host. ``int()`` reads it (a sync), for
+    denoisers that need a number.
+    """
+
+    count: torch.Tensor
+    bound: int
+
+    def __int__(self) -> int:
+        return int(self.count.max()) if self.count.numel() else 0
+
+
+def batch_drop_count(
+    drop_rate: float, labels: torch.Tensor, *, base: str = "batch", rule: str = "paper"
+) -> int | BoundedCount:
+    r"""The drop count of one batch of entries with ``labels`` (1 = positive).
+
+    ``base="batch"``: :func:`drop_count` of every entry, a host int. ``base="positives"``:
+    :func:`drop_count` of the positives, a :class:`BoundedCount` bounded by the ``batch`` count
+    (the count grows with :math:`n`), so no host sync either way.
+    """
+    everything = drop_count(drop_rate, labels.numel(), rule=rule)
+    if check_drop_base(base) == "batch":
+        return everything
+    return BoundedCount(drop_count(drop_rate, (labels > 0.5).sum(), rule=rule), everything)
 
 
 def largest_loss_positives(
-    loss: torch.Tensor, labels: torch.Tensor, num_drop: int | torch.Tensor
+    loss: torch.Tensor, labels: torch.Tensor, num_drop: int | torch.Tensor | BoundedCount
 ) -> torch.Tensor:
     r"""Boolean mask of the ``num_drop`` positives with the largest loss, along the last dim.
 
     Negatives (``labels == 0``) are never selected, and at most the number of positives in a row
-    is dropped. ``num_drop`` is an int, or a tensor broadcastable to ``loss.shape[:-1]`` (one
-    count per row, as CDAE needs).
+    is dropped. ``num_drop`` is an int (the same count for every row), a
+    :class:`BoundedCount`, or a tensor broadcastable to ``loss.shape[:-1]`` (one count per row,
+    as CDAE needs).
+
+    One ``topk`` per call. An int or a :class:`BoundedCount` sizes it on the host (no host
+    sync); an int needs no sorted order either: the top ``num_drop`` entries, negatives ranked
+    last, are kept where positive. A bare tensor count reads its largest value back (one sync)
+    to size the ``topk``.
     """
     is_positive = labels > 0.5
-    num_drop = torch.as_tensor(num_drop, device=loss.device)
-    num_drop = torch.minimum(num_drop, is_positive.sum(-1)).expand(loss.shape[:-1])
     dropped = torch.zeros_like(is_positive)
-    most = int(num_drop.max()) if num_drop.numel() else 0
-    if most == 0:
-        return dropped
     ranked = loss.detach().masked_fill(~is_positive, -math.inf)
+    if not isinstance(num_drop, (torch.Tensor, BoundedCount)):
+        # With k <= positives this is the same topk as before; with more, every positive goes.
+        most = min(int(num_drop), loss.shape[-1])
+        if most <= 0:
+            return dropped
+        top_index = ranked.topk(most, dim=-1, sorted=False).indices
+        return dropped.scatter_(-1, top_index, is_positive.gather(-1, top_index))
+    if isinstance(num_drop, BoundedCount):
+        count, most = num_drop.count, min(num_drop.bound, loss.shape[-1])
+    else:
+        count = torch.as_tensor(num_drop, device=loss.device)
+        count = torch.minimum(count, is_positive.sum(-1))
+        most = int(count.max()) if count.numel() else 0
+    if most <= 0:
+        return dropped
     top_index = ranked.topk(most, dim=-1, sorted=True).indices
     rank = torch.arange(most, device=loss.device)
-    dropped.scatter_(-1, top_index, rank < num_drop.unsqueeze(-1))
-    return dropped
+    keep = (rank < count.unsqueeze(-1)) & is_positive.gather(-1, top_index)
+    return dropped.scatter_(-1, top_index, keep)
 
 
 class Truncate(Denoiser):

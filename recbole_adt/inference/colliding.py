@@ -25,7 +25,12 @@ Conventions:
 - Neighbours are ranked by inner product, descending; ties go to the lower user id.
 
 Nothing here builds a users x users or users x items matrix: the neighbour search runs in blocks
-of query users, and the neighbour scores are requested in chunks of users and summed in place.
+of query users, and the neighbour scores are requested in chunks of users and summed in place by
+a sparse (users x neighbours) weight matrix. :func:`colliding_hook` reads the scores of
+neighbours who are in the evaluated batch from the batch itself, so when a batch holds every user
+(ml-100k) nobody is scored twice. Mixing user *representations* instead of scores would be one
+matrix product, but it equals Eq. (8) only for scores linear in the user vector; the models here
+(GMF, NeuMF, NMTR, CDAE) mix probabilities, sigmoids of their logits, so it is not used.
 :func:`dense_colliding_scores` is the direct dense formula, kept as a reference for tests.
 """
 
@@ -273,7 +278,14 @@ class CollidingInference:
         return out
 
     @torch.no_grad()
-    def mix(self, users: torch.Tensor, scores: torch.Tensor, predict: Predict) -> torch.Tensor:
+    def mix(
+        self,
+        users: torch.Tensor,
+        scores: torch.Tensor,
+        predict: Predict,
+        *,
+        reuse_batch: bool = False,
+    ) -> torch.Tensor:
         r"""Apply Eq. (8) to one batch.
 
         Parameters
@@ -286,6 +298,14 @@ class CollidingInference:
             ``predict(ids)`` returns the probability scores of ``ids`` over all items,
             shape (len(ids), n_items). It is called on the distinct neighbours of the batch's
             sparse users, at most ``max(1, max_scores_per_block // n_items)`` ids per call.
+        reuse_batch
+            Read the scores of neighbours who are themselves in ``users`` from ``scores``
+            instead of asking ``predict`` (which must then be the model that gave ``scores``):
+            :func:`colliding_hook` does, so that a batch holding every user scores nobody
+            twice. Bitwise equal to the default when every neighbour is in the batch, the
+            batch's users are in ascending order (RecBole's full-sort loader) and ``predict``
+            gives the rows of ``scores`` bitwise; otherwise equal up to the order of the float
+            sums.
 
         Returns
         -------
@@ -304,35 +324,68 @@ class CollidingInference:
         if not bool(selected.any()):
             return scores
         neighbours = self._neighbours[rows[rows >= 0]].to(scores.device)  # (S, k)
-        neighbour_sum = self._sum_neighbour_scores(neighbours, scores.shape[1], predict)
-        mixed = scores.clone()
-        mixed[selected] = self.lam * scores[selected] + (1.0 - self.lam) * (
-            neighbour_sum / self.num_neighbours
+        batch = (users.to(scores.device), scores) if reuse_batch else None
+        # Eq. (8): the neighbours' scores weighted (1 - lam) / k and summed, plus lam * y_u.
+        weight = (1.0 - self.lam) / self.num_neighbours
+        mixed_rows = self._sum_neighbour_scores(
+            neighbours, scores.shape[1], predict, batch, weight=weight
         )
+        if bool(selected.all()):
+            return mixed_rows.add_(scores, alpha=self.lam)
+        mixed_rows.add_(scores[selected], alpha=self.lam)
+        mixed = scores.clone()
+        mixed[selected] = mixed_rows
         return mixed
 
     def _sum_neighbour_scores(
-        self, neighbours: torch.Tensor, n_items: int, predict: Predict
+        self,
+        neighbours: torch.Tensor,
+        n_items: int,
+        predict: Predict,
+        batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+        *,
+        weight: float = 1.0,
     ) -> torch.Tensor:
-        r""":math:`\sum_{j \in \mathcal N_u} \hat{\mathbf y}_j` for each row of ``neighbours``.
+        r""":math:`\sum_{j \in \mathcal N_u} w\,\hat{\mathbf y}_j` for each row of ``neighbours``.
 
-        The distinct neighbour ids are scored ``chunk`` at a time; each chunk's rows are added
-        into their users' sums with ``index_add_``, also ``chunk`` pairs at a time, so no
-        (S x k x n_items) tensor and no more than two (chunk x n_items) blocks exist at once.
+        The sum is a sparse (rows x neighbours) matrix of ``weight`` times the neighbours'
+        scores, added in place operand after operand, so no (S x k x n_items) tensor and no
+        gathered copy of the neighbours' rows exist. The operands: the rows of ``batch``'s
+        scores for neighbours among its users (with ``batch``), then the other distinct
+        neighbours scored by ``predict``, ``chunk`` ids at a time. Without ``batch``, each row
+        adds its neighbours in ascending id order, starting from 0, as a loop of ``index_add_``
+        would.
         """
         device = neighbours.device
         n_rows, k = neighbours.shape
         chunk = max(1, self.max_scores_per_block // n_items)
-        unique_ids, column = torch.unique(neighbours, return_inverse=True)  # sorted ids
+        # Sorted ids in each row make the (row, column) pairs row-major sorted: a coalesced COO.
+        unique_ids, column = torch.unique(neighbours.sort(dim=1).values, return_inverse=True)
         pair_row = torch.arange(n_rows, device=device).repeat_interleave(k)
         pair_col = column.reshape(-1)
-        order = torch.argsort(pair_col, stable=True)
-        pair_row, pair_col = pair_row[order], pair_col[order]
-        starts = torch.arange(0, len(unique_ids), chunk, device=device)
-        bounds = torch.searchsorted(pair_col, starts).tolist() + [len(pair_col)]
+        total = None
 
-        total: torch.Tensor | None = None
-        for i, first in enumerate(range(0, len(unique_ids), chunk)):
+        def add(rows, cols, operand: torch.Tensor, is_sorted: bool = True) -> None:
+            nonlocal total
+            if total is None:
+                total = operand.new_zeros(n_rows, n_items)
+            shape = (n_rows, len(operand))
+            total.addmm_(_pairs(rows, cols, shape, weight, operand.dtype, is_sorted), operand)
+
+        if batch is not None:
+            users, scores = batch
+            order = torch.argsort(users)
+            at = torch.searchsorted(users[order], unique_ids).clamp_(max=len(users) - 1)
+            known = users[order][at] == unique_ids  # per distinct neighbour
+            in_batch = known[pair_col]
+            # Columns are rows of the batch: sorted within each row iff the batch's users are.
+            sorted_users = bool((users[1:] > users[:-1]).all())
+            add(pair_row[in_batch], order[at][pair_col[in_batch]], scores, sorted_users)
+            # The other neighbours, renumbered 0 .. in the order of their ids.
+            unique_ids = unique_ids[~known]
+            renumber = torch.cumsum(~known, 0) - 1
+            pair_row, pair_col = pair_row[~in_batch], renumber[pair_col[~in_batch]]
+        for first in range(0, len(unique_ids), chunk):
             ids = unique_ids[first : first + chunk]
             block = predict(ids)
             if block.shape != (len(ids), n_items):
@@ -340,13 +393,25 @@ class CollidingInference:
                     f"predict returned shape {tuple(block.shape)} for {len(ids)} users, "
                     f"expected ({len(ids)}, {n_items})."
                 )
-            if total is None:
-                total = torch.zeros(n_rows, n_items, dtype=block.dtype, device=device)
-            for lo in range(bounds[i], bounds[i + 1], chunk):
-                hi = min(lo + chunk, bounds[i + 1])
-                total.index_add_(0, pair_row[lo:hi], block[pair_col[lo:hi] - first])
+            if len(ids) == len(unique_ids):
+                add(pair_row, pair_col, block)
+            else:
+                in_chunk = (pair_col >= first) & (pair_col < first + len(ids))
+                add(pair_row[in_chunk], pair_col[in_chunk] - first, block)
         assert total is not None  # neighbours is never empty here
         return total
+
+
+def _pairs(rows, cols, shape, weight: float, dtype, is_sorted: bool) -> torch.Tensor:
+    """A sparse matrix holding ``weight`` at the distinct (row, col) pairs, as a COO tensor."""
+    matrix = torch.sparse_coo_tensor(
+        torch.stack((rows, cols)),
+        torch.full((len(rows),), weight, dtype=dtype, device=rows.device),
+        shape,
+        is_coalesced=is_sorted,
+        check_invariants=False,  # distinct by construction; sorted where is_sorted says so
+    )
+    return matrix if is_sorted else matrix.coalesce()
 
 
 @contextmanager
@@ -358,8 +423,9 @@ def colliding_hook(
     RecBole's ``Trainer._full_sort_batch_eval`` calls ``full_sort_predict`` and only then masks
     the history with -inf, so the mixing has to happen inside ``full_sort_predict``. The hook sets
     an instance attribute that shadows the class method; the neighbours are scored by the
-    original method on ``Interaction({user_field: ids})``. All of it runs under
-    ``torch.no_grad``. On exit, even on an exception, the model is restored exactly (the
+    original method on ``Interaction({user_field: ids})``, except those in the batch itself,
+    whose rows of the batch's scores are read instead (``mix``'s ``reuse_batch``). All of it
+    runs under ``torch.no_grad``. On exit, even on an exception, the model is restored exactly (the
     attribute is removed, or a previous instance attribute is put back).
 
     Raises ``ValueError`` if the model has no ``full_sort_predict`` of its own: RecBole would
@@ -381,7 +447,8 @@ def colliding_hook(
         with torch.no_grad():
             flat = original(interaction)
             users = interaction[user_field]
-            mixed = colliding.mix(users, flat.view(len(users), -1), predict_users)
+            scores = flat.view(len(users), -1)
+            mixed = colliding.mix(users, scores, predict_users, reuse_batch=True)
             return mixed.view(flat.shape)
 
     model.full_sort_predict = full_sort_predict

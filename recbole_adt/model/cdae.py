@@ -31,6 +31,10 @@ _ENCODE_BLOCK = 1024
 
 
 class CDAE(ExtraFeedbackMixin, DenoisingLossMixin, RecBoleCDAE):
+    # Floats per (user, item) pair in full_sort_predict: the input row, the output and its
+    # sigmoid (FullSortEvalMixin sizes evaluation batches by it).
+    full_sort_memory_factor = 3
+
     @classmethod
     def check_adt_loss(cls, adt_loss: str) -> tuple[str, str]:
         """As the mixin's; DCF keys its memory by (user, item) rows, which CDAE does not have."""

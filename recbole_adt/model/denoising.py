@@ -26,7 +26,12 @@ from recbole.data.utils import get_dataloader
 
 from recbole_adt.data.extra_feedback import ExtraFeedback
 from recbole_adt.denoisers import Denoiser, build_denoiser
-from recbole_adt.denoisers.truncate import drop_count
+from recbole_adt.denoisers.truncate import (
+    batch_drop_count,
+    check_drop_base,
+    check_drop_count,
+    drop_count,
+)
 from recbole_adt.losses import (
     ADT_LOSSES,
     bce,
@@ -46,6 +51,9 @@ STAT_NAMES = (
     "weight_false_positive",
     "relabelled",
     "relabelled_false_positives",
+    # base loss of the true and false positives, before the denoiser (with the flag only)
+    "loss_clean",
+    "loss_false_positive",
 )
 
 
@@ -81,6 +89,9 @@ class DenoisingLossMixin:
         # The flag only feeds diagnostics here; the clean test split is the dataset's job.
         self.FP_FIELD = fp_field if fp_field in dataset.field2type else None
         self.drop_rate = 0.0  # epsilon(T) of the current batch, set by the trainer
+        # n of the drop count (rows or positives) and its rule (paper or authors), truncate.py
+        self.drop_base = check_drop_base(config["drop_base"])
+        self.drop_count_rule = check_drop_count(config["drop_count"])
         self.extra_feedback = None  # D*, on the model's device; only the losses that need it
         if self.adt_loss == "NR":
             self.nr_click_weight, self.nr_negative_weight = check_nr_weights(
@@ -135,7 +146,9 @@ class DenoisingLossMixin:
         if self.adt_loss == "NR":
             return self._nr_loss(logits, labels, false_positive, interaction)
         loss = bce(logits, labels, reduction="none")
-        num_drop = drop_count(self.drop_rate, loss.numel())
+        num_drop = batch_drop_count(
+            self.drop_rate, labels, base=self.drop_base, rule=self.drop_count_rule
+        )
         loss, dropped = self._denoise(
             loss, logits, labels, false_positive, num_drop, interaction=interaction
         )
@@ -151,7 +164,8 @@ class DenoisingLossMixin:
                 f"adt_loss {self.adt_loss} supports pointwise batches only, not a matrix loss."
             )
         loss = bce(logits, labels, reduction="none")
-        num_drop = drop_count(self.drop_rate, (labels > 0.5).sum(-1))
+        # Each row's positives under either drop_base: the row has no sampled negatives.
+        num_drop = drop_count(self.drop_rate, (labels > 0.5).sum(-1), rule=self.drop_count_rule)
         return self._denoise(loss, logits, labels, false_positive, num_drop)[0].sum()
 
     def _nr_loss(self, logits, labels, false_positive, interaction) -> torch.Tensor:
@@ -189,6 +203,7 @@ class DenoisingLossMixin:
         keys = {}
         if self.denoiser.keyed:
             keys = {"users": interaction[self.USER_ID], "items": interaction[self.ITEM_ID]}
+        base_loss = loss.detach()
         loss, dropped, weight = self.denoiser(loss, margin, labels, num_drop=num_drop, **keys)
         relabelled = self.denoiser.relabelled if self.denoiser.relabels else None
         if dropped is None:
@@ -205,5 +220,10 @@ class DenoisingLossMixin:
             stats += [loss.new_zeros(())] * 2
         else:
             stats += [relabelled.sum(), (relabelled & fp_positive).sum()]
+        if false_positive is None:
+            stats += [base_loss.new_zeros(())] * 2
+        else:  # both masked sums in one product: no indexing, so no host sync
+            masks = torch.stack([positive & ~fp_positive, fp_positive]).to(base_loss.dtype)
+            stats += list((masks.flatten(1) @ base_loss.flatten()).unbind())
         self.denoising_stats += torch.stack([s.to(self.denoising_stats.dtype) for s in stats])
         return loss, num_dropped

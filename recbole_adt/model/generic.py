@@ -18,7 +18,9 @@ same ``gamma``:
 
 - T-BPR (``adt_loss: TBPR``, or ``TCE``): drop the :math:`\lfloor \epsilon(T)\cdot|\text{batch}|
   \rfloor` (user, positive, negative) triples with the largest BPR loss, with the drop-rate
-  schedule and iteration counter of T-CE (:class:`~recbole_adt.trainer.PhasedTrainer`);
+  schedule and iteration counter of T-CE (:class:`~recbole_adt.trainer.PhasedTrainer`), its
+  ``num_gradual_unit`` and ``drop_count``; ``drop_base`` does not matter, as every triple
+  stands for its positive;
 - R-BPR (``adt_loss: RBPR``, or ``RCE``): weight each triple by
   :math:`\sigma(\hat y_{ui} - \hat y_{uj})^{\beta}` from detached scores, which weights hard pairs
   *down*; :math:`\beta = 0` is BPR;
@@ -65,7 +67,7 @@ from recbole.model.loss import BPRLoss
 from recbole.utils import InputType, ModelType
 from torch import nn
 
-from recbole_adt.denoisers.truncate import drop_count
+from recbole_adt.denoisers.truncate import batch_drop_count
 from recbole_adt.losses import ADT_LOSSES, bpr, check_loss_name
 from recbole_adt.model.catalogue import recbole_models
 from recbole_adt.model.denoising import DenoisingLossMixin
@@ -202,7 +204,8 @@ class PairwiseDenoisingMixin(_RecBoleDenoisingMixin):
         false_positive = None
         if batch is not None and self.FP_FIELD in batch:
             false_positive = batch[self.FP_FIELD]
-        num_drop = drop_count(self.drop_rate, loss.numel())
+        # Every triple stands for its positive: drop_base batch and positives agree here.
+        num_drop = batch_drop_count(self.drop_rate, labels, rule=self.drop_count_rule)
         loss, dropped = self._denoise(
             loss, pos_scores - neg_scores, labels, false_positive, num_drop, interaction=batch
         )
@@ -257,7 +260,9 @@ class PointwiseDenoisingMixin(_RecBoleDenoisingMixin):
         if batch is not None:
             labels = batch[self.LABEL] if self.LABEL in batch else target
             false_positive = batch[self.FP_FIELD] if self.FP_FIELD in batch else None
-        num_drop = drop_count(self.drop_rate, loss.numel())
+        num_drop = batch_drop_count(
+            self.drop_rate, labels, base=self.drop_base, rule=self.drop_count_rule
+        )
         loss, dropped = self._denoise(
             loss, logits, labels, false_positive, num_drop, interaction=batch
         )

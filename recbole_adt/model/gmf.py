@@ -25,8 +25,10 @@ class GMF(ExtraFeedbackMixin, DenoisingLossMixin, GeneralRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.embedding_size = config["embedding_size"]
-        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
-        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        # sparse_embeddings: gradients of the batch's rows only, for SparseOptimizerMixin
+        sparse = bool(config["sparse_embeddings"])
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size, sparse=sparse)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, sparse=sparse)
         self.predict_layer = nn.Linear(self.embedding_size, 1)
         # NCF's initialisation: small normal factors, a Kaiming-uniform output vector.
         nn.init.normal_(self.user_embedding.weight, std=0.01)
@@ -51,8 +53,9 @@ class GMF(ExtraFeedbackMixin, DenoisingLossMixin, GeneralRecommender):
         # h^T (p_u * q_i) = (p_u * h)^T q_i: one matrix product scores every item.
         user = self.user_embedding(interaction[self.USER_ID])
         weighted = user * self.predict_layer.weight
-        logits = weighted @ self.item_embedding.weight.T + self.predict_layer.bias
-        return torch.sigmoid(logits).view(-1)
+        # In place: evaluation holds one users x items block (see FullSortEvalMixin).
+        logits = torch.addmm(self.predict_layer.bias, weighted, self.item_embedding.weight.T)
+        return logits.sigmoid_().view(-1)
 
     def user_representations(self) -> torch.Tensor:
         """The user factors p_u: GMF's user space."""

@@ -18,6 +18,11 @@ from recbole_adt.model.extra_feedback import ExtraFeedbackMixin
 class NeuMF(ExtraFeedbackMixin, DenoisingLossMixin, RecBoleNeuMF):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
+        # sparse_embeddings: gradients of the batch's rows only, for SparseOptimizerMixin
+        for table in (self.user_mf_embedding, self.item_mf_embedding):
+            table.sparse = bool(config["sparse_embeddings"])
+        for table in (self.user_mlp_embedding, self.item_mlp_embedding):
+            table.sparse = bool(config["sparse_embeddings"])
         self._init_denoising(config, dataset)
 
     def calculate_loss(self, interaction):
@@ -39,6 +44,15 @@ class NeuMF(ExtraFeedbackMixin, DenoisingLossMixin, RecBoleNeuMF):
             hidden = self._mlp_all_items(self.user_mlp_embedding(user))
             logits = logits + hidden @ weight[offset:]
         return torch.sigmoid(logits).reshape(-1)
+
+    @property
+    def full_sort_memory_factor(self) -> int:
+        """Floats per (user, item) pair at the peak of ``full_sort_predict``: a tower layer's
+        input and output, and the logits' parts (FullSortEvalMixin sizes batches by it)."""
+        if not self.mlp_train:
+            return 3
+        widths = self.mlp_hidden_size
+        return max(a + b for a, b in zip(widths, widths[1:] + [0])) + 3
 
     def user_representations(self) -> torch.Tensor:
         """Both user embeddings side by side: the GMF part and the MLP part (each one in use)."""
@@ -62,4 +76,10 @@ class NeuMF(ExtraFeedbackMixin, DenoisingLossMixin, RecBoleNeuMF):
         size = self.mlp_embedding_size
         user_part = user_mlp @ first.weight[:, :size].T
         item_part = torch.nn.functional.linear(item_mlp, first.weight[:, size:], first.bias)
-        return torch.nn.Sequential(*rest)(user_part.unsqueeze(1) + item_part.unsqueeze(0))
+        hidden = user_part.unsqueeze(1) + item_part.unsqueeze(0)
+        for layer in rest:  # the rest of the tower, ReLU in place on this users x items block
+            if isinstance(layer, torch.nn.ReLU):
+                hidden.relu_()
+            elif not isinstance(layer, torch.nn.Dropout):  # dropout is the identity here
+                hidden = layer(hidden)
+        return hidden

@@ -125,8 +125,10 @@ class NMTR(ExtraFeedbackMixin, DenoisingLossMixin, GeneralRecommender):
         # z^(2) = (h_1 + h_2)^T (p_u * q_i) + b_1 + b_2: one matrix product scores every item.
         user = self.user_embedding(interaction[self.USER_ID])
         weighted = user * self.predict_layers.weight.sum(0)
-        logits = weighted @ self.item_embedding.weight.T + self.predict_layers.bias.sum()
-        return torch.sigmoid(logits).view(-1)
+        bias = self.predict_layers.bias.sum()
+        # In place: evaluation holds one users x items block (see FullSortEvalMixin).
+        logits = torch.addmm(bias, weighted, self.item_embedding.weight.T)
+        return logits.sigmoid_().view(-1)
 
     def user_representations(self) -> torch.Tensor:
         """The shared user factors p_u: NMTR's user space."""

@@ -2,6 +2,14 @@
 
 from recbole_adt.trainer.adt_trainer import ADTTrainer
 from recbole_adt.trainer.checkpoint import WeightsOnlyCheckpointMixin
+from recbole_adt.trainer.full_sort import FullSortEvalMixin
 from recbole_adt.trainer.phased_trainer import PhasedTrainer
+from recbole_adt.trainer.selection import CheckpointRuleMixin
 
-__all__ = ["ADTTrainer", "PhasedTrainer", "WeightsOnlyCheckpointMixin"]
+__all__ = [
+    "ADTTrainer",
+    "CheckpointRuleMixin",
+    "FullSortEvalMixin",
+    "PhasedTrainer",
+    "WeightsOnlyCheckpointMixin",
+]

@@ -16,10 +16,13 @@ import os
 import pickle
 import uuid
 
+import numpy as np
+import scipy.sparse
 import torch
 from recbole.utils import set_color
 
 from recbole_adt.data.shared_pairs import mask_shared_pairs
+from recbole_adt.distributed import barrier, broadcast_from_rank0, ddp_on_cpu
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 _TRAINING_STATE = ("epoch", "cur_step", "best_valid_score", "optimizer")
@@ -34,6 +37,48 @@ def is_plain(value) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
     return False
+
+
+def plain_other_parameter(other: dict | None) -> dict | None:
+    """A model's ``other_parameter()`` in weights-only form: scipy sparse matrices (ItemKNN's
+    similarity) become their COO tensors; :func:`model_other_parameter` turns them back."""
+    if other is None:
+        return None
+    return {name: _plain_value(value) for name, value in other.items()}
+
+
+def model_other_parameter(saved: dict | None) -> dict | None:
+    """The inverse of :func:`plain_other_parameter`, for ``model.load_other_parameter``."""
+    if saved is None:
+        return None
+    return {name: _model_value(value) for name, value in saved.items()}
+
+
+def _plain_value(value):
+    if scipy.sparse.issparse(value):
+        coo = value.tocoo()
+        return {
+            "scipy_sparse_format": value.format,
+            "shape": list(coo.shape),
+            "row": torch.from_numpy(coo.row.astype(np.int64)),
+            "col": torch.from_numpy(coo.col.astype(np.int64)),
+            "data": torch.from_numpy(np.asarray(coo.data)),
+        }
+    if isinstance(value, np.ndarray):
+        return {"numpy_array": torch.from_numpy(value)}
+    return value
+
+
+def _model_value(value):
+    if isinstance(value, dict) and "scipy_sparse_format" in value:
+        coo = scipy.sparse.coo_matrix(
+            (value["data"].numpy(), (value["row"].numpy(), value["col"].numpy())),
+            shape=tuple(value["shape"]),
+        )
+        return coo.asformat(value["scipy_sparse_format"])
+    if isinstance(value, dict) and "numpy_array" in value:
+        return value["numpy_array"].numpy()
+    return value
 
 
 def read_checkpoint(path, map_location="cpu") -> dict:
@@ -87,23 +132,30 @@ class WeightsOnlyCheckpointMixin:
     """Mix into a RecBole ``Trainer`` subclass, before it, to save weights-only checkpoints."""
 
     def __init__(self, config, model):
-        super().__init__(config, model)
+        with ddp_on_cpu(self, config):
+            super().__init__(config, model)
         # RecBole names files <model>-<time to the second>: runs started together would collide.
-        stem, ext = os.path.splitext(self.saved_model_file)
-        self.saved_model_file = f"{stem}-{uuid.uuid4().hex[:8]}{ext}"
+        folder, name = os.path.split(self.saved_model_file)
+        stem, ext = os.path.splitext(name)
+        # Under DDP every rank loads what rank 0 saves: one name for all, in each machine's
+        # own checkpoint_dir.
+        name = broadcast_from_rank0(f"{stem}-{uuid.uuid4().hex[:8]}{ext}", config)
+        self.saved_model_file = os.path.join(folder, name)
 
     def _checkpoint_state(self, epoch: int) -> dict:
         return {
             "config": plain_config(self.config),
             # what the user set (files, dict, command line): enough to rebuild the Config
             "external_config": {
-                k: v for k, v in self.config.external_config_dict.items() if is_plain(v)
+                k: v
+                for k, v in self.config.external_config_dict.items()
+                if is_plain(v) and k != "local_rank"  # a DDP worker's own: reloads start afresh
             },
             "epoch": int(epoch),
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
             "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
+            "other_parameter": plain_other_parameter(self.model.other_parameter()),
             "optimizer": self.optimizer.state_dict(),
         }
 
@@ -134,7 +186,9 @@ class WeightsOnlyCheckpointMixin:
             checkpoint_file = model_file or self.saved_model_file
             checkpoint = read_checkpoint(checkpoint_file, map_location=self.device)
             self.model.load_state_dict(checkpoint["state_dict"])
-            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.model.load_other_parameter(
+                model_other_parameter(checkpoint.get("other_parameter"))
+            )
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         if eval_data:
             mask_shared_pairs(eval_data)
@@ -153,13 +207,18 @@ class WeightsOnlyCheckpointMixin:
         self.cur_step = int(checkpoint["cur_step"])
         self.best_valid_score = float(checkpoint["best_valid_score"])
         self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.model.load_other_parameter(model_other_parameter(checkpoint.get("other_parameter")))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
-        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        torch.save(self._checkpoint_state(epoch), saved_model_file)
-        if verbose:
-            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+        """Written by (each machine's) first process only; under DDP the others wait for it."""
+        if self.config["single_spec"] or self.config["local_rank"] == 0:
+            saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+            # Whole or not at all: a crash mid-write keeps the last checkpoint, and machines
+            # sharing a checkpoint_dir replace the file rather than interleave their writes.
+            partial = f"{saved_model_file}.{os.getpid()}.partial"
+            torch.save(self._checkpoint_state(epoch), partial)
+            os.replace(partial, saved_model_file)
+            if verbose:
+                self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+        barrier(self.config)  # the others may load this file next

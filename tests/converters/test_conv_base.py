@@ -1,11 +1,10 @@
-"""Shared machinery: atomic output, streaming in small blocks, and the three JSON read tiers."""
+"""Shared machinery: atomic output, streaming in small blocks, flags and options."""
 
 from __future__ import annotations
 
 import pytest
 
 from dataset_converters import amazon, base, convert
-from dataset_converters import jsonfields as jf
 
 from .util import SAMPLES, read_inter, summary
 
@@ -86,60 +85,6 @@ def test_tiny_read_blocks_give_the_same_result(source, sample, options, tmp_path
     assert {k: v for k, v in small.items() if k != "inputs"} == {
         k: v for k, v in stats.items() if k != "inputs"
     }
-
-
-YELP_FIELDS = [
-    jf.Field("user_id"),
-    jf.Field("business_id"),
-    jf.Field("stars", jf.FLOAT),
-    jf.Field("date"),
-]
-ADRESSA_FIELDS = [
-    jf.Field("userId", required=False),
-    jf.Field("id", required=False),
-    jf.Field("time", jf.NUM),
-    jf.Field("activeTime", jf.FLOAT, required=False),
-]
-AMAZON_FIELDS = [
-    jf.Field("reviewerID"),
-    jf.Field("asin"),
-    jf.Field("overall", jf.FLOAT),
-    jf.Field("unixReviewTime", jf.NUM),
-]
-
-
-@pytest.mark.parametrize(
-    "sample, fields",
-    [
-        ("yelp_review.json", YELP_FIELDS),
-        ("adressa/20170101", ADRESSA_FIELDS),
-        ("adressa/20170102", ADRESSA_FIELDS),
-        ("amazon_2014_reviews.json", AMAZON_FIELDS),
-        ("amazon_2018_reviews.json", AMAZON_FIELDS),
-    ],
-)
-def test_read_tiers_agree(sample, fields):
-    """Bulk regex, bytes.find and json.loads give the same values wherever they all apply."""
-    path = SAMPLES / sample
-    lines = path.read_bytes().split(b"\n")
-    reader = jf.JsonFields(fields, base.head(path))
-    for line in lines:
-        try:
-            full = reader.slow(line)
-        except jf.Malformed:
-            continue
-        fast = reader.fast(line)
-        assert fast is None or fast == full, line
-        if reader._bulk is not None:
-            (match,) = reader._bulk.findall(line)
-            assert not match[0] or reader._pick(match) == full, line
-
-
-def test_bulk_tier_is_used_where_keys_sit_near_the_ends():
-    amazon_2018 = jf.JsonFields(AMAZON_FIELDS, base.head(SAMPLES / "amazon_2018_reviews.json"))
-    adressa = jf.JsonFields(ADRESSA_FIELDS, base.head(SAMPLES / "adressa" / "20170101"))
-    assert amazon_2018._bulk is not None
-    assert adressa._bulk is None  # its keys sit mid-line: bytes.find is faster there
 
 
 def test_strict_stops_at_the_first_malformed_line(tmp_path):

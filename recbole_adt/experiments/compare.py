@@ -1,0 +1,153 @@
+"""Compare models, losses and RecBole baselines over seeds: the paper's Table 3, with its
+statistics.
+
+Every (model, loss) trains once per seed; the seed sets the split, so all losses and
+baselines of a seed train, select and test on the same data and the same clean test. RecBole
+baselines (``baselines``) train with their own loss through
+:func:`~recbole_adt.quick_start.run_recbole_adt`. Writes ``DIR/results.csv`` (a row per run),
+``DIR/results.md`` (mean ± std, RI over CE, paired t-tests) and, with matplotlib, the figures
+beside them: ``compare.png`` (bars), ``loss_curves_<model>.png`` (Fig. 2/8),
+``drop_<model>.png`` (Fig. 9), ``sparsity_<model>.png`` (Fig. 7), and each run's
+``loss_curves.png`` and ``drop.png`` in ``DIR/runs/<run id>/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from recbole_adt.data.embedded import EMBEDDED_DATASET
+from recbole_adt.experiments import plots
+from recbole_adt.experiments.choices import (
+    loss_names,
+    make_experiment,
+    model_names,
+    seed_list,
+    split_list,
+)
+from recbole_adt.experiments.grid import read_tuned
+from recbole_adt.experiments.results import OK, TEST, write_atomic
+from recbole_adt.experiments.runner import BASELINE, make_spec, run_all
+from recbole_adt.experiments.tables import Group, compare_markdown, group_runs
+
+TABLE_FILE = "results.md"
+_TRUNCATING = ("tce", "tbpr", "dcf")
+
+
+def compare(
+    output: str | Path,
+    *,
+    models: str | Sequence[str] = ("GMF", "NeuMF", "CDAE"),
+    losses: str | Sequence[str] = ("ce", "tce", "rce"),
+    baselines: str | Sequence[str] = (),
+    seeds: int | str | Sequence[int] = 5,
+    dataset: str | None = None,
+    config_files: Sequence[str] | str | None = None,
+    settings: Mapping | None = None,
+    tuned: str | Path | Sequence[str | Path] | None = None,
+    jobs: int = 1,
+    keep_checkpoints: bool = False,
+    verbose: bool = False,
+    plots_wanted: bool = True,
+    command: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Run every model x loss and every baseline on every seed; write the tables and plots.
+
+    ``seeds`` is a count N (seeds 1..N) or the seeds. ``settings`` apply to every run (as
+    ``--key=value`` would); ``tuned`` names grid searches (folders or ``grid_choice.json``)
+    whose chosen settings apply to their (model, loss). Runs already in ``DIR/results.csv``
+    with the same settings are skipped. ``jobs`` runs that many at once in spawned processes
+    (the same results; a calling script needs ``if __name__ == "__main__":``). Returns
+    ``{"rows", "groups", "results_csv", "results_md", "plots", "failed"}``.
+    """
+    model_list = model_names(split_list(models))
+    baseline_list = model_names(split_list(baselines), "--baselines")
+    loss_list = loss_names(split_list(losses))
+    if not model_list and not baseline_list:
+        raise ValueError("Nothing to compare: give --models (with --losses) or --baselines.")
+    if model_list and not loss_list:
+        raise ValueError("--models needs --losses, e.g. --losses ce,tce,rce.")
+    seed_values = seed_list(seeds)
+    experiment = make_experiment(
+        output,
+        dataset=dataset,
+        config_files=config_files,
+        settings=settings,
+        keep_checkpoints=keep_checkpoints,
+        verbose=verbose,
+    )
+    choices = read_tuned(tuned) if tuned else {}
+    specs = [
+        make_spec(model, loss, seed, choices.get((model, loss)))
+        for model in model_list
+        for loss in loss_list
+        for seed in seed_values
+    ]
+    specs += [make_spec(model, BASELINE, seed) for model in baseline_list for seed in seed_values]
+    echo(f"compare: {len(specs)} runs into {experiment.output}")
+    rows = run_all(experiment, specs, jobs=jobs, echo=echo)
+    groups = group_runs(specs, rows)
+
+    drawn: list[Path] = []
+    if plots_wanted and plots.available():
+        drawn = draw(experiment.output, groups)
+    elif plots_wanted:
+        echo(f"plots skipped: matplotlib is not installed ({plots.INSTALL_HINT} adds it)")
+    rules = sorted({row["checkpoint_rule"] for g in groups for row in g.ok}) or ["valid_metric"]
+    seeds_text = ", ".join(map(str, seed_values))
+    text = compare_markdown(
+        groups,
+        title=f"Comparison on {dataset or EMBEDDED_DATASET}, seeds {seeds_text}",
+        checkpoint_rule=", ".join(rules),
+        command=command,
+        plots=[png.name for png in drawn if png.parent == experiment.output],
+    )
+    table = experiment.output / TABLE_FILE
+    write_atomic(table, text)
+    failed = [rows[spec.run_id] for spec in specs if rows[spec.run_id].get("status") != OK]
+    echo(f"wrote {experiment.results_file} and {table}")
+    if failed:
+        echo(
+            f"{len(failed)} of {len(specs)} runs failed (errors in {experiment.results_file}); "
+            "run the same command again to retry them"
+        )
+    return {
+        "rows": [rows[spec.run_id] for spec in specs],
+        "groups": groups,
+        "results_csv": experiment.results_file,
+        "results_md": table,
+        "plots": drawn,
+        "failed": len(failed),
+    }
+
+
+def draw(output: Path, groups: Sequence[Group]) -> list[Path]:
+    """The comparison's figures from its CSV files (see the module docstring)."""
+    drawn = []
+    for group in groups:
+        for row in group.ok:
+            drawn += plots.run_plots(output / row["diagnostics_dir"], _label(group))
+    summaries = [(f"{group.model} {group.label}", group.summary(TEST)) for group in groups]
+    drawn.append(plots.plot_compare(summaries, output / "compare.png"))
+    for model in dict.fromkeys(group.model for group in groups):
+        own = [group for group in groups if group.model == model and group.ok]
+        first = {g: output / g.ok[0]["diagnostics_dir"] / plots.TRAINING_CSV for g in own}
+        curves = {_label(g): path for g, path in first.items()}
+        drawn.append(plots.plot_loss_curves(curves, output / f"loss_curves_{model}.png"))
+        drops = {_label(g): path for g, path in first.items() if g.loss in _TRUNCATING}
+        drawn.append(plots.plot_drop(drops, output / f"drop_{model}.png"))
+        sparsity = {
+            _label(g): [output / r["diagnostics_dir"] / plots.SPARSITY_CSV for r in g.ok]
+            for g in own
+        }
+        metric = own[0].ok[0]["selection_metric"] if own else None
+        drawn.append(
+            plots.plot_sparsity_groups(sparsity, output / f"sparsity_{model}.png", metric=metric)
+        )
+    return [png for png in drawn if png is not None]
+
+
+def _label(group: Group) -> str:
+    settings = " ".join(f"{k}={v}" for k, v in group.settings.items())
+    return f"{group.label} {settings}".strip() if settings else group.label

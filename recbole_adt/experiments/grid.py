@@ -1,0 +1,346 @@
+"""Hyper-parameter search over the paper's grids, selected on validation only (section 5).
+
+The paper's grids: T-CE ε_max ∈ {0.05, 0.1, 0.2} × ε_N ∈ {1k, 5k, 10k, 20k, 30k} iterations;
+R-CE β ∈ {0.05, 0.1, ..., 0.25, 0.5, 1.0}; colliding inference |N_u| ∈ {1, 3, 5, 10, 20, 50,
+100} × λ ∈ {0, 0.1, ..., 1}. T-BPR and DCF share T-CE's schedule grid, R-BPR R-CE's.
+
+Every grid point trains once per search seed; the point with the best mean *validation* value
+of ``valid_metric``, read at the checkpoint the run's checkpoint rule chose, wins (ties: the
+first in grid order). Test results are reported beside it and never used. The chosen setting
+can then run over more seeds (``final_seeds``). Colliding inference does not change training:
+when ``colliding_inference`` is on, each run gets the |N_u| and λ lists and picks its pair on
+validation itself (see :func:`recbole_adt.evaluation.select_colliding`).
+
+RecBole's own hyper-tuning (``recbole.trainer.HyperTuning``) runs hyperopt over
+``recbole.quick_start.objective_function``, which builds RecBole's dataset and models (no
+clean test, no plugin models) and imports ray; this is the plain loop over our run function.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from recbole_adt.experiments import plots
+from recbole_adt.experiments.choices import (
+    config_value,
+    literal,
+    loss_names,
+    make_experiment,
+    model_names,
+    seed_list,
+    split_list,
+)
+from recbole_adt.experiments.results import OK, TEST, display_loss, write_atomic
+from recbole_adt.experiments.runner import check_settings, make_spec, run_all
+from recbole_adt.experiments.tables import (
+    Group,
+    grid_markdown,
+    group_runs,
+    selection_value,
+)
+
+CHOICES_FILE = "grid_choice.json"
+GRID_FILE = "grid.md"
+
+TRUNCATE_GRID = {"drop_rate": [0.05, 0.1, 0.2], "num_gradual": [1000, 5000, 10000, 20000, 30000]}
+REWEIGHT_GRID = {"beta": [0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0]}
+COLLIDING_GRID = {
+    "colliding_neighbours": [1, 3, 5, 10, 20, 50, 100],
+    "colliding_lambda": [round(0.1 * k, 1) for k in range(11)],
+}
+DEFAULT_GRIDS = {
+    "tce": TRUNCATE_GRID,
+    "tbpr": TRUNCATE_GRID,
+    "dcf": TRUNCATE_GRID,
+    "rce": REWEIGHT_GRID,
+    "rbpr": REWEIGHT_GRID,
+}
+
+
+def default_grid(loss: str) -> dict[str, list]:
+    """The paper's grid of a loss; ``ValueError`` for a loss without one."""
+    if loss not in DEFAULT_GRIDS:
+        with_grids = ", ".join(DEFAULT_GRIDS)
+        raise ValueError(
+            f"{display_loss(loss)} has no grid in the paper (only {with_grids} do): give one, "
+            "e.g. --grid nr_click_weight=0.25,0.5,1.0."
+        )
+    return {name: list(values) for name, values in DEFAULT_GRIDS[loss].items()}
+
+
+def parse_grid(texts: Sequence[str]) -> dict[str, list]:
+    """``['drop_rate=0.05,0.1', 'num_gradual=1000,5000']`` -> ``{name: [values]}``, in order.
+
+    Values are literals (``0.1``, ``[10,20]``); commas inside brackets stay with their value.
+    """
+    grid: dict[str, list] = {}
+    for text in texts:
+        name, equals, values = text.partition("=")
+        name = name.strip().lstrip("-")
+        parts = _split_top_level(values)
+        if not equals or not name.isidentifier() or not parts:
+            raise ValueError(
+                f"--grid {text!r}: give a setting and its values, e.g. "
+                "--grid drop_rate=0.05,0.1,0.2 (repeat --grid for another setting)."
+            )
+        if name in grid:
+            raise ValueError(f"--grid {name} is given twice: give all its values in one --grid.")
+        grid[name] = [literal(part) for part in parts]
+    check_settings(grid, "--grid")
+    return grid
+
+
+def grid_points(grid: Mapping[str, Sequence]) -> list[dict]:
+    """Every combination, the last setting varying fastest."""
+    names = list(grid)
+    return [dict(zip(names, values)) for values in itertools.product(*grid.values())]
+
+
+def grid_search(
+    output: str | Path,
+    *,
+    models: str | Sequence[str] = ("GMF",),
+    losses: str | Sequence[str] = ("tce",),
+    grid: Mapping[str, Sequence] | Sequence[str] | None = None,
+    seeds: int | str | Sequence[int] = 1,
+    final_seeds: int | str | Sequence[int] | None = None,
+    dataset: str | None = None,
+    config_files: Sequence[str] | str | None = None,
+    settings: Mapping | None = None,
+    jobs: int = 1,
+    keep_checkpoints: bool = False,
+    verbose: bool = False,
+    plots_wanted: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Search each (model, loss)'s grid on validation; optionally rerun the choice on more seeds.
+
+    ``grid`` is ``{setting: values}`` or ``--grid`` texts; ``None`` takes each loss's paper
+    grid. Writes ``DIR/results.csv`` (every run), ``DIR/grid.md`` (this search's tables),
+    ``DIR/grid_choice.json`` (the choices, merged with earlier searches in ``DIR``; give it to
+    ``compare(tuned=...)``) and ``DIR/grid_<model>_<loss>.png``. Returns ``{"choices": {"MODEL/
+    loss": choice}, "rows": [...], "plots": [...], "failed": n}``.
+    """
+    model_list = model_names(split_list(models))
+    loss_list = loss_names(split_list(losses))
+    if not model_list or not loss_list:
+        raise ValueError("A grid search needs at least one model (--models) and loss (--loss).")
+    if grid is not None and not isinstance(grid, Mapping):
+        grid = parse_grid(list(grid))
+    if grid is not None:
+        check_settings(grid, "--grid")
+    search_seeds = seed_list(seeds)
+    final = seed_list(final_seeds) if final_seeds not in (None, 0, "0", "") else []
+    experiment = make_experiment(
+        output,
+        dataset=dataset,
+        config_files=config_files,
+        settings=settings,
+        keep_checkpoints=keep_checkpoints,
+        verbose=verbose,
+    )
+    grids = {loss: dict(grid) if grid is not None else default_grid(loss) for loss in loss_list}
+    searched_names = {name for loss_grid in grids.values() for name in loss_grid}
+    colliding = {
+        name: values
+        for name, values in _colliding_lists(experiment, model_list).items()
+        if name not in searched_names  # searched as grid points instead
+    }
+    if colliding:
+        experiment = make_experiment(
+            output,
+            dataset=dataset,
+            config_files=config_files,
+            settings={**colliding, **dict(experiment.settings)},
+            keep_checkpoints=keep_checkpoints,
+            verbose=verbose,
+        )
+    for loss_grid in grids.values():
+        for name in set(loss_grid) & set(dict(experiment.settings)):
+            raise ValueError(
+                f"{name} is both searched (--grid or the loss's grid) and set (--{name}=...): "
+                "leave the --key=value out, or give the values you want as --grid."
+            )
+    searches = {
+        (model, loss): [
+            [make_spec(model, loss, seed, point) for seed in search_seeds]
+            for point in grid_points(grids[loss])
+        ]
+        for model in model_list
+        for loss in loss_list
+    }
+    all_specs = [spec for points in searches.values() for specs in points for spec in specs]
+    echo(f"grid search: {len(all_specs)} runs ({'; '.join(_search_sizes(searches))})")
+    rows = run_all(experiment, all_specs, jobs=jobs, echo=echo)
+    searched = {
+        key: group_runs([spec for specs in points for spec in specs], rows)
+        for key, points in searches.items()
+    }
+    chosen = {key: choose(groups) for key, groups in searched.items()}
+    finals = {
+        key: [make_spec(*key, seed, group.settings) for seed in final]
+        for key, group in chosen.items()
+        if group is not None and final
+    }
+    if finals:
+        specs = [spec for specs in finals.values() for spec in specs]
+        echo(f"the chosen settings over seeds {final}: {len(specs)} runs")
+        rows.update(run_all(experiment, specs, jobs=jobs, echo=echo))
+
+    choices, sections, drawn = {}, [], []
+    for key, groups in searched.items():
+        metric = _selection_metric(groups)
+        final_group = group_runs(finals[key], rows)[0] if key in finals else None
+        sections.append(
+            grid_markdown(*key, groups, chosen[key], selection_metric=metric, final=final_group)
+        )
+        choices["/".join(key)] = _choice(chosen[key], metric, final_group, search_seeds)
+        if plots_wanted and plots.available():
+            drawn += _draw(experiment.output, *key, groups, metric)
+    _write_choices(experiment.output / CHOICES_FILE, choices)
+    header = [
+        "# Grid search, selected on validation",
+        "",
+        f"Search seeds: {', '.join(map(str, search_seeds))}. A setting's validation value is "
+        "the mean over the search seeds, each read at the checkpoint its checkpoint rule chose.",
+        "",
+    ]
+    if drawn:
+        sections.append("\n".join(f"![{png.name}]({png.name})" for png in drawn) + "\n")
+    write_atomic(experiment.output / GRID_FILE, "\n".join(header + sections))
+    if plots_wanted and not plots.available():
+        echo(f"plots skipped: matplotlib is not installed ({plots.INSTALL_HINT} adds it)")
+    for key, choice in choices.items():
+        echo(f"chosen for {key}: {choice['settings'] if choice else 'nothing (no run finished)'}")
+    echo(f"wrote {experiment.output / GRID_FILE} and {experiment.output / CHOICES_FILE}")
+    failed = sum(row.get("status") != OK for row in rows.values())
+    return {"choices": choices, "rows": list(rows.values()), "plots": drawn, "failed": failed}
+
+
+def choose(groups: Sequence[Group]) -> Group | None:
+    """The group with the best mean validation value of its selection metric (first on
+    ties); ``None`` when no group has a finished run."""
+    best, best_value = None, math.nan
+    for group in groups:
+        if not group.ok:
+            continue
+        metric = group.ok[0]["selection_metric"]
+        value = selection_value(group, metric)
+        if math.isnan(value):
+            continue
+        bigger = group.ok[0].get("bigger_is_better", "True") != "False"
+        if best is None or (value > best_value if bigger else value < best_value):
+            best, best_value = group, value
+    return best
+
+
+def read_tuned(paths: str | Path | Sequence[str | Path]) -> dict[tuple[str, str], dict]:
+    """(model, loss) -> the chosen settings, from ``grid_choice.json`` files or the folders
+    holding them (later files win), colliding inference's chosen pair included."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    tuned = {}
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            path = path / CHOICES_FILE
+        if not path.is_file():
+            raise ValueError(
+                f"--tuned {given}: no {CHOICES_FILE} there. Give the --output folder of a "
+                "grid search, or its grid_choice.json."
+            )
+        for key, choice in json.loads(path.read_text(encoding="utf-8")).items():
+            if choice:
+                model, _, loss = key.partition("/")
+                tuned[(model, loss)] = {**choice["settings"], **choice.get("colliding", {})}
+    return tuned
+
+
+def _choice(group, metric, final_group, search_seeds) -> dict | None:
+    if group is None:
+        return None
+    choice = {
+        "settings": group.settings,
+        "selection_metric": metric,
+        "valid": selection_value(group, metric),
+        "search_seeds": search_seeds,
+        "test": {m: v[0] for m, v in group.summary(TEST).items()},
+    }
+    colliding = [json.loads(r["colliding"]) for r in group.ok if r.get("colliding")]
+    if colliding:  # the pair most runs chose on validation (first on ties)
+        pair = max(colliding, key=lambda c: sum(c == other for other in colliding))
+        choice["colliding"] = {
+            "colliding_neighbours": pair["neighbours"],
+            "colliding_lambda": pair["lambda"],
+        }
+    if final_group is not None and final_group.ok:
+        choice["final_seeds"] = sorted(int(r["seed"]) for r in final_group.ok)
+        choice["final_test"] = {m: list(v) for m, v in final_group.summary(TEST).items()}
+    return choice
+
+
+def _write_choices(path: Path, choices: dict) -> None:
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    merged = {**earlier, **choices}
+    write_atomic(path, json.dumps(merged, indent=2, sort_keys=True) + "\n")
+
+
+def _colliding_lists(experiment, models: Sequence[str]) -> dict:
+    """The paper's |N_u| and λ lists when colliding inference is on and they are not given."""
+    if not any(config_value(experiment, model, "colliding_inference") for model in models):
+        return {}
+    given = dict(experiment.settings)
+    return {name: values for name, values in COLLIDING_GRID.items() if name not in given}
+
+
+def _selection_metric(groups: Sequence[Group]) -> str:
+    for group in groups:
+        for row in group.ok:
+            return row["selection_metric"]
+    return ""
+
+
+def _draw(output: Path, model: str, loss: str, groups, metric: str) -> list[Path]:
+    points = []
+    for group in groups:
+        if group.ok:
+            setting = group.settings
+            valid = selection_value(group, metric)
+            tests = [float(r[f"test:{metric}"]) for r in group.ok if r.get(f"test:{metric}")]
+            points.append((setting, valid, sum(tests) / len(tests) if tests else math.nan))
+    title = f"{model} + {display_loss(loss)}"
+    png = plots.plot_grid(points, output / f"grid_{model}_{loss}.png", metric=metric, title=title)
+    drawn = [png] if png else []
+    for group in groups:
+        for row in group.ok:
+            plots.run_plots(output / row["diagnostics_dir"])
+    return drawn
+
+
+def _search_sizes(searches: Mapping[tuple[str, str], list]) -> list[str]:
+    return [
+        f"{model} + {display_loss(loss)}: {len(points)} settings x {len(points[0])} seeds"
+        for (model, loss), points in searches.items()
+        if points
+    ]
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on the commas outside brackets: ``0.1,[10,20]`` -> ``['0.1', '[10,20]']``."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [part.strip() for part in parts if part.strip()]

@@ -1,0 +1,369 @@
+"""Run the trainings of an experiment: each (model, loss, seed, settings) once, resumably.
+
+Each run is one :func:`~recbole_adt.quick_start.run_recbole_adt` call with the run's seed (the
+seed sets the split, so every loss of a seed trains and tests on the same data), its
+diagnostics in ``DIR/runs/<run id>/`` and its checkpoint in a temporary folder (kept in
+``DIR/runs/<run id>/checkpoints`` with ``keep_checkpoints``). A run that raises is recorded as
+failed and the others go on. After each run ``DIR/results.csv`` is rewritten atomically, so a
+rerun finds every finished run and skips it (a failed one, or one whose settings changed, runs
+again). ``jobs > 1`` runs that many at once in spawned processes; each run seeds itself, so
+the results do not depend on ``jobs``. Spawned processes import the caller's ``__main__``
+again: a script that calls with ``jobs > 1`` must do so under ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import multiprocessing
+import re
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from recbole_adt.cli import _quiet_known_warnings, _settings_as_argv
+from recbole_adt.config import Config
+from recbole_adt.experiments.results import (
+    FAILED,
+    OK,
+    RESULTS_FILE,
+    TEST,
+    VALID,
+    cell,
+    display_loss,
+    metric_column,
+    read_rows,
+    write_rows,
+)
+from recbole_adt.quick_start import run_recbole_adt
+from recbole_adt.settings import literal_setting
+
+BASELINE = "own"  # the loss of a RecBole baseline: its own (adt_loss CE keeps RecBole's model)
+RUNS_DIR = "runs"
+_MAX_ID = 120  # characters of a run id (a folder name)
+
+# Settings that the experiment sets for each run itself, and the option that sets them.
+_RESERVED = {
+    "model": "--models (or --baselines)",
+    "dataset": "--dataset",
+    "adt_loss": "--losses",
+    "seed": "--seeds",
+    "checkpoint_dir": "--keep_checkpoints (each run's checkpoint goes to a temporary folder, "
+    "or to DIR/runs/<run id>/checkpoints)",
+    "diagnostics_dir": "--output (each run's diagnostics go to DIR/runs/<run id>)",
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training: a model, a loss (``BASELINE`` for a RecBole model's own), a seed, and the
+    run's own settings (a grid point, a tuned setting) as sorted (name, value) pairs."""
+
+    model: str
+    loss: str
+    seed: int
+    settings: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def run_id(self) -> str:
+        """A folder name: model_loss_name-value..._seed-N, with a hash where characters were
+        replaced or the name was cut, so different settings never share an id."""
+        settings = [f"{name}-{_short(value)}" for name, value in self.settings]
+        text = "_".join([self.model, self.loss, *settings, f"seed-{self.seed}"])
+        safe = re.sub(r"[^A-Za-z0-9.@+_-]", "-", text)
+        if safe != text or len(safe) > _MAX_ID:
+            digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+            safe = f"{safe[: _MAX_ID - 9]}_{digest}"
+        return safe
+
+    @property
+    def settings_dict(self) -> dict:
+        return dict(self.settings)
+
+    def describe(self) -> str:
+        shown = " ".join(f"{k}={_short(v)}" for k, v in self.settings)
+        loss = "(own loss)" if self.loss == BASELINE else display_loss(self.loss)
+        return f"{self.model} {loss}{' ' + shown if shown else ''} seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What every run of an experiment shares: output folder, data, config files, settings."""
+
+    output: Path
+    dataset: str | None = None
+    config_files: tuple[str, ...] = ()
+    settings: tuple[tuple[str, object], ...] = ()
+    keep_checkpoints: bool = False
+    verbose: bool = False
+
+    @property
+    def results_file(self) -> Path:
+        return Path(self.output) / RESULTS_FILE
+
+    def run_dir(self, spec: RunSpec) -> Path:
+        return Path(self.output) / RUNS_DIR / spec.run_id
+
+
+def make_spec(model: str, loss: str, seed: int, settings: Mapping | None = None) -> RunSpec:
+    check_settings(settings or {}, "a run's settings")
+    return RunSpec(model, loss, int(seed), tuple(sorted((settings or {}).items())))
+
+
+def check_settings(settings: Mapping, where: str) -> None:
+    """``ValueError`` for a setting the experiment sets itself, naming the option to use."""
+    for name in settings:
+        if name in _RESERVED:
+            raise ValueError(
+                f"{name} cannot be given in {where}: an experiment sets it for each run. "
+                f"Use {_RESERVED[name]} instead."
+            )
+
+
+def fingerprint(experiment: Experiment, spec: RunSpec) -> str:
+    """A hash of everything that sets a run's result: a finished run is skipped only if it
+    matches. Config files count by content (an edited file reruns its runs, a moved one does
+    not), and ``'5'`` from a command line is the same setting as ``5`` from Python."""
+    files = [
+        hashlib.sha1(Path(name).read_bytes()).hexdigest() if Path(name).is_file() else "missing"
+        for name in experiment.config_files
+    ]
+    described = {
+        "model": spec.model,
+        "loss": spec.loss,
+        "seed": spec.seed,
+        "settings": [[k, _value(v)] for k, v in spec.settings],
+        "dataset": experiment.dataset,
+        "config_files": files,
+        "common": [[k, _value(v)] for k, v in experiment.settings],
+    }
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_settings(experiment: Experiment, spec: RunSpec, checkpoint_dir: Path) -> dict:
+    """The ``config_dict`` of a run: the common settings, the run's, then what the run fixes."""
+    settings = {**dict(experiment.settings), **spec.settings_dict}
+    if not experiment.verbose:
+        settings.setdefault("show_progress", False)  # the console goes to run.log
+    settings.update(
+        adt_loss="CE" if spec.loss == BASELINE else spec.loss.upper(),
+        seed=spec.seed,
+        checkpoint_dir=str(checkpoint_dir),
+        diagnostics_dir=str(experiment.run_dir(spec)),
+    )
+    return settings
+
+
+def execute_run(experiment: Experiment, spec: RunSpec) -> dict[str, str]:
+    """Train and test one run; return its results row (status ``failed`` if it raised)."""
+    run_dir = experiment.run_dir(spec)
+    if run_dir.exists():  # an earlier, failed or outdated attempt: none of its files may stay
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    if experiment.keep_checkpoints:
+        checkpoint_dir = run_dir / "checkpoints"
+    else:
+        checkpoint_dir = Path(tempfile.mkdtemp(prefix=f"recbole-adt-{spec.model}-"))
+    row = _row(experiment, spec)
+    files = list(experiment.config_files) or None
+    start = time.perf_counter()
+    try:
+        with _isolated(run_dir / "run.log", experiment.verbose):
+            settings = run_settings(experiment, spec, checkpoint_dir)
+            config = Config(spec.model, experiment.dataset, files, dict(settings))
+            result = run_recbole_adt(spec.model, experiment.dataset, files, dict(settings))
+        row.update(_result_cells(result, config, experiment.keep_checkpoints))
+    except Exception as err:  # any crash is this run's failure, not the experiment's
+        message = " ".join(f"{type(err).__name__}: {err}".split())
+        row.update(status=FAILED, error=message[:1000])
+        (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+    finally:
+        row["seconds"] = f"{time.perf_counter() - start:.2f}"
+        if not experiment.keep_checkpoints:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return row
+
+
+def run_all(
+    experiment: Experiment,
+    specs: Iterable[RunSpec],
+    *,
+    jobs: int = 1,
+    echo: Callable[[str], None] = print,
+) -> dict[str, dict[str, str]]:
+    """Run every spec not finished yet; return run id -> row for all of ``specs``."""
+    if jobs < 1:
+        raise ValueError(f"--jobs must be 1 or more, not {jobs}.")
+    specs = list(dict.fromkeys(specs))
+    path = experiment.results_file
+    rows = {row["run_id"]: row for row in read_rows(path)}
+    todo = [spec for spec in specs if not _finished(rows.get(spec.run_id), experiment, spec)]
+    if len(todo) < len(specs):
+        echo(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {path}: skipped")
+    progress = _Progress(len(todo), echo)
+    for row in _execute(experiment, todo, jobs):
+        rows[row["run_id"]] = row
+        write_rows(path, rows.values())
+        progress.report(row, _spec_of(todo, row["run_id"]))
+    return {spec.run_id: rows[spec.run_id] for spec in specs}
+
+
+def _finished(row: dict | None, experiment: Experiment, spec: RunSpec) -> bool:
+    return (
+        row is not None
+        and row.get("status") == OK
+        and row.get("fingerprint") == fingerprint(experiment, spec)
+    )
+
+
+def _execute(experiment: Experiment, specs: list[RunSpec], jobs: int) -> Iterator[dict]:
+    if jobs == 1 or len(specs) <= 1:
+        for spec in specs:
+            yield execute_run(experiment, spec)
+        return
+    # spawn: a fresh interpreter per worker (fork would copy torch's threads and RecBole's
+    # logging state); each worker takes runs one at a time.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context) as pool:
+        futures = {pool.submit(execute_run, experiment, spec): spec for spec in specs}
+        try:
+            for future in as_completed(futures):
+                spec = futures[future]
+                try:
+                    yield future.result()
+                except Exception as err:  # the worker process itself died
+                    yield _failed_row(experiment, spec, f"{type(err).__name__}: {err}")
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _row(experiment: Experiment, spec: RunSpec) -> dict[str, str]:
+    """The cells that say which run a row is."""
+    return {
+        "run_id": spec.run_id,
+        "model": spec.model,
+        "loss": spec.loss,
+        "seed": str(spec.seed),
+        "settings": cell(spec.settings_dict),
+        "fingerprint": fingerprint(experiment, spec),
+        "diagnostics_dir": str(Path(RUNS_DIR) / spec.run_id),
+    }
+
+
+def _failed_row(experiment: Experiment, spec: RunSpec, error: str) -> dict[str, str]:
+    return {**_row(experiment, spec), "status": FAILED, "error": " ".join(error.split())[:1000]}
+
+
+def _result_cells(result: Mapping, config, keep_checkpoints: bool) -> dict[str, str]:
+    # checkpoint_rule, best_epoch: set by the checkpoint-rule trainer; RecBole's own rule
+    # (the best validation metric) where it is not there.
+    rule = result.get("checkpoint_rule") or config.final_config_dict.get("checkpoint_rule")
+    cells = {
+        "status": OK,
+        "error": "",
+        "best_epoch": cell(result.get("best_epoch")),
+        "checkpoint_rule": rule or "valid_metric",
+        "selection_metric": str(config["valid_metric"]).lower(),
+        "bigger_is_better": cell(bool(config["valid_metric_bigger"])),
+        "best_valid_score": cell(_plain(result.get("best_valid_score"))),
+        "colliding": cell(result.get("colliding")),
+        "model_file": cell(result.get("model_file")) if keep_checkpoints else "",
+    }
+    for split, key in ((VALID, "best_valid_result"), (TEST, "test_result")):
+        for metric, value in (result.get(key) or {}).items():
+            cells[metric_column(split, metric)] = cell(_plain(value))
+    return cells
+
+
+def _value(value):
+    return literal_setting(value) if isinstance(value, str) else value
+
+
+def _plain(value):
+    """A float from a float, a numpy or a 0-d torch number; other values unchanged."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+@contextlib.contextmanager
+def _isolated(log_file: Path, verbose: bool):
+    """Run with no command-line settings, RecBole's known warnings hidden, the console in
+    ``log_file`` (unless verbose) and RecBole's log handlers removed afterwards, so the next
+    run in this process logs to its own file."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_settings_as_argv([]))
+        stack.enter_context(_quiet_known_warnings())
+        if not verbose:
+            stream = stack.enter_context(log_file.open("a", encoding="utf-8"))
+            stack.enter_context(contextlib.redirect_stdout(stream))
+            stack.enter_context(contextlib.redirect_stderr(stream))
+        try:
+            yield
+        finally:
+            for handler in root.handlers[:]:
+                if handler not in before:
+                    root.removeHandler(handler)
+                    handler.close()
+
+
+class _Progress:
+    """One line per finished run, with the time left at the rate so far."""
+
+    def __init__(self, total: int, echo: Callable[[str], None]):
+        self.total, self.done, self.echo = total, 0, echo
+        self.start = time.perf_counter()
+
+    def report(self, row: Mapping[str, str], spec: RunSpec) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / self.done * (self.total - self.done)
+        width = len(str(self.total))
+        head = f"[{self.done:>{width}}/{self.total}] {spec.describe()}"
+        seconds = float(row.get("seconds") or 0)
+        if row.get("status") == OK:
+            metric = row.get("selection_metric", "")
+            valid = row.get(metric_column(VALID, metric), "")
+            test = row.get(metric_column(TEST, metric), "")
+            scores = f": valid {metric} {_number(valid)}, test {_number(test)}" if metric else ""
+            line = f"{head} ok in {seconds:.1f} s{scores}"
+        else:
+            line = f"{head} FAILED after {seconds:.1f} s: {row.get('error', '')}"
+        self.echo(f"{line} | ETA {_duration(left)}")
+
+
+def _spec_of(specs: list[RunSpec], run_id: str) -> RunSpec:
+    return next(spec for spec in specs if spec.run_id == run_id)
+
+
+def _number(text: str) -> str:
+    return f"{float(text):.4f}" if text else "n/a"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _short(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_short(v) for v in value) + "]"
+    return str(value)
