@@ -21,7 +21,12 @@ from recbole_adt.diagnostics import (
 )
 from recbole_adt.distributed import all_reduce_sum, check_same_on_every_rank, is_distributed
 from recbole_adt.losses import check_drop_rate
-from recbole_adt.schedule import check_gradual_unit, check_num_gradual, drop_rate_schedule
+from recbole_adt.schedule import (
+    SCHEDULES,
+    check_gradual_unit,
+    check_num_gradual,
+    gradual_iterations,
+)
 from recbole_adt.trainer.checkpoint import WeightsOnlyCheckpointMixin
 from recbole_adt.trainer.full_sort import FullSortEvalMixin
 from recbole_adt.trainer.selection import CheckpointRuleMixin
@@ -42,10 +47,12 @@ class ADTTrainer(
         self.max_drop_rate = check_drop_rate(config["drop_rate"])
         self.num_gradual_unit = check_gradual_unit(config["num_gradual_unit"])
         self.num_gradual = check_num_gradual(config["num_gradual"], unit=self.num_gradual_unit)
-        self.drop_count_rule = check_drop_count(config["drop_count"])  # its schedule goes with it
+        # drop_count picks the ramp that goes with its count (schedule.SCHEDULES).
+        self._schedule = SCHEDULES[check_drop_count(config["drop_count"])]
         # B, batches per epoch of the ADT phase's training data (num_gradual_unit: epochs); set
         # at each ADT epoch, so phases with other data and resumed runs get the right one.
         self.adt_batches_per_epoch = None
+        self._gradual_iterations = None  # epsilon_N in batches, resolved at each ADT epoch
         self.adt_iteration = 0  # T in Eq. (3): batches trained so far, across epochs
         self.diagnostics_dir = resolve_diagnostics_dir(config)
         self._diagnostics = None  # the writer, made at the first epoch with diagnostics
@@ -55,14 +62,8 @@ class ADTTrainer(
         """epsilon(T) for the next batch; 0 unless the model's denoiser drops (T-CE, T-BPR)."""
         if not self.model.denoiser.drops:
             return 0.0
-        return drop_rate_schedule(
-            self.adt_iteration,
-            drop_rate=self.max_drop_rate,
-            num_gradual=self.num_gradual,
-            unit=self.num_gradual_unit,
-            batches_per_epoch=self.adt_batches_per_epoch,
-            rule=self.drop_count_rule,
-        )
+        # The settings were checked once, here and at each ADT epoch: no per-batch validation.
+        return self._schedule(self.adt_iteration, self.max_drop_rate, self._gradual_iterations)
 
     def _counts_adt_iterations(self) -> bool:
         """Whether this epoch's batches advance T (phases other than ADT do not)."""
@@ -82,6 +83,11 @@ class ADTTrainer(
         self.model.reset_denoising_stats()
         if counts:
             self.adt_batches_per_epoch = len(train_data)
+            self._gradual_iterations = gradual_iterations(
+                self.num_gradual,
+                unit=self.num_gradual_unit,
+                batches_per_epoch=self.adt_batches_per_epoch,
+            )
             self.model.denoiser.start_epoch()  # DCF: the epoch s and its memory's time window
         total_loss = super()._train_epoch(
             train_data, epoch_idx, loss_func=scheduled_loss, show_progress=show_progress
