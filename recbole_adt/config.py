@@ -35,10 +35,24 @@ RECBOLE_PROPERTIES_DIR = os.path.join(
 )
 
 
+# The settings owners (settings.SettingsOwner), parsed once, in this order, by every Config.
+# Add an owner here; everything else reads its parsed object with settings.parsed(config, Owner).
+SETTINGS_OWNERS: tuple[type, ...] = ()
+
+
 class Config(RecBoleConfig):
+    parsed_settings: dict[type, object]  # owner class -> its parsed, frozen settings
+
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        self.parsed_settings = {}
         super().__init__(model, dataset, config_file_list, config_dict)
+        self._parse_owned_settings()
         self._check_adt_settings()
+
+    def _parse_owned_settings(self) -> None:
+        """Each owner parses and validates its keys once; a bad value is a ValueError."""
+        for owner in SETTINGS_OWNERS:
+            self.parsed_settings[owner] = owner.from_config(self)
 
     def _load_config_files(self, file_list):
         """RecBole's, but a missing, malformed or non-mapping file is a ValueError naming it."""

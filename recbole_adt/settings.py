@@ -13,10 +13,42 @@ from __future__ import annotations
 import ast
 import math
 import os
+from typing import ClassVar, Protocol, TypeVar
 
 import yaml
 
 SHARED_PAIRS_POLICIES = ("mask", "drop", "unmask")
+
+
+class SettingsOwner(Protocol):
+    """One concept's settings, parsed and validated once (see :class:`recbole_adt.config.Config`).
+
+    An owner is a small frozen class: ``KEYS`` names the config keys it owns, and
+    ``from_config(config)`` reads them from a RecBole ``Config`` (or a plain mapping), raises a
+    ``ValueError`` that names the setting and the fix, and returns the parsed object. Nothing
+    else reads or re-checks those keys: trainers, models and evaluation take the parsed object
+    from :func:`parsed`.
+    """
+
+    KEYS: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def from_config(cls, config): ...
+
+
+Owner = TypeVar("Owner")
+
+
+def parsed(config, owner: type[Owner]) -> Owner:
+    """``owner``'s parsed settings of ``config``.
+
+    A :class:`recbole_adt.config.Config` parses every owner once, when it is made, and keeps the
+    results in ``parsed_settings``; a plain mapping (a test's settings dict) is parsed now.
+    """
+    cache = getattr(config, "parsed_settings", None)
+    if cache is not None and owner in cache:
+        return cache[owner]
+    return owner.from_config(config)
 
 # name -> smallest allowed value; whole-number floats (1e3 on a command line) become ints.
 _INTEGER_SETTINGS = {
