@@ -86,7 +86,7 @@ def ml100k_figures(data_path: str, model_name: str, rounds: int) -> dict:
     model = get_model(model_name)(config, train._dataset)
     trainer = get_trainer(config["MODEL_TYPE"], model_name)(config, model)
     trainer.fit(train, valid, saved=False, verbose=False)
-    out = colliding_ratios(config, trainer, test, trainer.representations_after_warmup, rounds, "")
+    out = colliding_ratios(config, trainer, test, trainer.representations, rounds, "")
     out["size"] = {
         "dataset": config["dataset"],
         "model": model_name,

@@ -45,7 +45,8 @@ def convert(
         Dataset name; defaults to the source name (``ml-100k-fp`` for ``ml-100k``, the file
         prefix for ``denoisingrec``).
     force
-        Overwrite existing output.
+        Replace an existing dataset ``NAME`` whole: its files that this conversion does not
+        write (``NAME.inter``, ``NAME.<part>.inter``, of another shape) are removed.
     **options
         The source's options, named as the CLI's long flags with ``_`` for ``-`` (``strict``,
         ``dedupe``, ``kcore``, ``format``, ``business``, ``categories``,

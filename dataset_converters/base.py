@@ -59,6 +59,7 @@ BATCH_BYTES = 1 << 20  # raw lines are read (and rows written) in batches of abo
 MAX_EXAMPLES = 5  # malformed lines quoted in the stats and in error messages
 HEAD_LINE_BYTES = 1 << 20  # head() reads at most this much of one line
 GZIP_STEP = 1 << 16  # gzip data is read in steps this big, to place damage near its line
+SPLIT_PARTS = ("train", "valid", "test")  # pre-split datasets: NAME.<part>.inter
 
 
 class ConversionError(ValueError):
@@ -346,17 +347,29 @@ class Staging:
     """Temporary files in the destination folder, moved into place only by :meth:`commit`.
 
     On entry it takes the folder's lock (``.NAME.lock``, see :meth:`_lock`), removes the
-    temporaries of an earlier run that was killed, refuses to overwrite ``targets`` unless
-    ``force``, and turns SIGTERM and SIGHUP into :class:`Terminated`. Anything not committed
-    (an exception, Ctrl-C, SIGTERM) is deleted on exit, so a destination file is either the old
-    complete one or the new complete one, never a partial write. Committed files get the
-    permissions of the user's umask.
+    temporaries of an earlier run that was killed, refuses to overwrite ``targets`` or any of
+    ``replaces`` unless ``force``, and turns SIGTERM and SIGHUP into :class:`Terminated`.
+    Anything not committed (an exception, Ctrl-C, SIGTERM) is deleted on exit, so a destination
+    file is either the old complete one or the new complete one, never a partial write.
+    Committed files get the permissions of the user's umask.
+
+    ``replaces`` names the files of the dataset that a conversion replaces as a whole
+    (:func:`dataset_files`): :meth:`commit` removes those it did not write again, so a forced
+    conversion from another source leaves none of the old dataset's files (its split files,
+    say) beside the new one.
     """
 
-    def __init__(self, directory: Path, targets: Sequence[str] = (), force: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        targets: Sequence[str] = (),
+        force: bool = False,
+        replaces: Sequence[str] = (),
+    ) -> None:
         self.directory = directory
         self.targets = targets
         self.force = force
+        self.replaces = [name for name in replaces if name not in targets]
         self.lock = directory / f".{directory.name}.lock"
         self._pending: list[tuple[IO[bytes], Path]] = []
         self._scratch: list[IO[bytes]] = []
@@ -378,7 +391,8 @@ class Staging:
             self._created = missing
             self._lock()
             self._remove_stale()
-            refuse_overwrite([self.directory / t for t in self.targets], self.force)
+            owned = [*self.targets, *self.replaces]
+            refuse_overwrite([self.directory / t for t in owned], self.force)
             self._catch_signals()
         except BaseException:
             self.__exit__()
@@ -500,6 +514,7 @@ class Staging:
             os.replace(f.name, target)
         self._pending.clear()
         self._created.clear()
+        self._remove_replaced()
         try:  # make the renames themselves durable
             fd = os.open(self.directory, os.O_RDONLY)
         except OSError:
@@ -510,6 +525,21 @@ class Staging:
             pass
         finally:
             os.close(fd)
+
+    def _remove_replaced(self) -> None:
+        """Delete the old dataset's files that the new one does not have (after the renames:
+        a crash in between leaves the new dataset whole, beside some old files)."""
+        removed = []
+        for name in self.replaces:
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / name).unlink()
+                removed.append(name)
+        if removed:
+            logger.info(
+                "removed %s of the earlier dataset in %s (not written by this conversion)",
+                ", ".join(removed),
+                self.directory,
+            )
 
     def __exit__(self, *exc: object) -> None:
         self._protected = True
@@ -563,6 +593,14 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def dataset_files(name: str) -> tuple[str, ...]:
+    """Every file a converter writes for dataset ``name``, in any of its shapes: one
+    interaction file, or the split files ``NAME.<part>.inter`` (:data:`SPLIT_PARTS`), and the
+    stats. A conversion replaces all of them or none."""
+    splits = (f"{name}.{part}.inter" for part in SPLIT_PARTS)
+    return (f"{name}.inter", *splits, f"{name}.stats.json")
 
 
 def refuse_overwrite(paths: Iterable[Path], force: bool) -> None:
@@ -735,7 +773,7 @@ def convert_rows(
     directory = Path(output_dir) / name
     inter, stats_file = f"{name}.inter", f"{name}.stats.json"
     log = LineLog(opts.strict)
-    with Staging(directory, [inter, stats_file], force) as staging:
+    with Staging(directory, [inter, stats_file], force, dataset_files(name)) as staging:
         out = staging.open(inter)
         out.write(header(value_field))
         counts, removed = write_interactions(rows(log), out, staging, opts)

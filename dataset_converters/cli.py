@@ -24,8 +24,10 @@ EPILOG = """\
 Output: DIR/NAME/NAME.inter with the columns
   user_id:token  item_id:token  <rating|dwell_time>:float  timestamp:float  false_positive:float
 (denoisingrec: NAME.{train,valid,test}.inter with user_id, item_id, false_positive), and
-DIR/NAME/NAME.stats.json. Existing output is never overwritten without --force, and files are
-written to a temporary name first, so an interrupted run leaves no partial .inter file. A lock
+DIR/NAME/NAME.stats.json. Existing output is never overwritten without --force; --force
+replaces the dataset whole (its files that the new conversion does not write, such as the split
+files of an earlier denoisingrec conversion, are removed). Files are written to a temporary name
+first, so an interrupted run leaves no partial .inter file. A lock
 file DIR/NAME/.NAME.lock makes a second conversion into the same folder fail; a run killed with
 SIGKILL leaves it and its temporaries, which the next run removes with a note.
 Malformed lines (broken records, ratings outside 1-5, negative dwell times, ids that are not
@@ -39,7 +41,7 @@ def _common(parser: argparse.ArgumentParser, filters: bool) -> None:
     io.add_argument("--input", nargs="+", required=True, metavar="PATH", help="raw input(s)")
     io.add_argument("--output-dir", required=True, metavar="DIR", help="parent output folder")
     io.add_argument("--name", help="dataset name, the output subfolder and file prefix")
-    io.add_argument("--force", action="store_true", help="overwrite existing output")
+    io.add_argument("--force", action="store_true", help="replace an existing dataset NAME whole")
     io.add_argument(
         "--strict",
         action="store_true",

@@ -29,6 +29,7 @@ from .base import (
     LineLog,
     Staging,
     check_name,
+    dataset_files,
     head,
     header,
     line_batches,
@@ -182,7 +183,8 @@ def convert(
     splits: dict[str, dict[str, int]] = {}
     users: set[bytes] = set()
     items: set[bytes] = set()
-    with Staging(directory, [*outputs.values(), stats_file], force) as staging:
+    targets = [*outputs.values(), stats_file]
+    with Staging(directory, targets, force, dataset_files(name)) as staging:
         for split, path in files.items():
             out = staging.open(outputs[split])
             out.write(columns)

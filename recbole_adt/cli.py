@@ -7,8 +7,15 @@
 With no dataset given, runs on MovieLens-100K (bundled with RecBole, rating < 3 = false positive).
 Any RecBole setting can be added as --key=value, e.g. --epochs=5 --dataset=yelp --data_path=out/.
 
+A run ends with a short summary on stdout (scores, kept epoch, run time, checkpoint and log file).
+The console (stderr) gets warnings and one start line, and progress bars on a terminal only; the
+config dump and per-epoch detail go to the log file. --verbose (or --state=INFO) shows them too.
+
 A mistake in a setting, a file or a model name prints one paragraph naming the problem and the fix,
-and exits with code 2; --debug (or RECBOLE_ADT_DEBUG=1) shows the traceback instead.
+and exits with code 2; --debug (or RECBOLE_ADT_DEBUG=1) shows the traceback instead. So does a run
+whose loss or parameters stop being finite, or whose checkpoint cannot be written. SIGTERM, SIGINT
+or SIGHUP stop training at the next batch, with the checkpoint to --resume from, and exit with
+128 + the signal's number (143, 130, 129).
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ import recbole
 import yaml
 
 from recbole_adt.config import PROPERTIES_DIR
+from recbole_adt.console import Console, shown_path, summary_lines
 from recbole_adt.quick_start import run_recbole_adt, run_seeds
+from recbole_adt.trainer.faults import TrainingStopped
 
 DEFAULT_MODEL = "GMF"
 DEBUG_ENV = "RECBOLE_ADT_DEBUG"
@@ -67,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help=f"show tracebacks (or set {DEBUG_ENV}=1)"
     )
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="show RecBole's log on the console too (config dump, per-epoch lines), as "
+        "--state=INFO does; by default it goes to the log file only",
+    )
     return parser
 
 
@@ -105,17 +121,25 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(2) from None
+    except TrainingStopped as stop:  # a stop signal, honoured between batches
+        _log_to_new_files(handlers, str(stop))
+        prog = os.path.basename(sys.argv[0]) or "recbole-adt"
+        print(f"{prog}: {stop}", file=sys.stderr)
+        raise SystemExit(stop.exit_code) from None
 
 
 def _run(args: argparse.Namespace) -> None:
     config_files = args.config_files.split() if args.config_files else None
+    console = Console.for_stderr(verbose=args.verbose)
     if args.seed_list is None:
         model = args.model or (None if args.resume else DEFAULT_MODEL)
-        result = run_recbole_adt(model, args.dataset, config_files, resume_file=args.resume)
-        print(f"checkpoint: {result['model_file']}")
+        result = run_recbole_adt(
+            model, args.dataset, config_files, resume_file=args.resume, console=console
+        )
+        print("\n".join(summary_lines(result)))
         return
     seeds, model = args.seed_list, args.model or DEFAULT_MODEL
-    outcome = run_seeds(seeds, model, args.dataset, config_files)
+    outcome = run_seeds(seeds, model, args.dataset, config_files, console=console)
     mixed = "group_summary_plain" in outcome  # colliding inference: plain and mixed scores
     suffix = ", colliding inference" if mixed else ""
     print(f"test result of {model} over seeds {seeds}{suffix} (mean ± sample std):")
@@ -127,6 +151,8 @@ def _run(args: argparse.Namespace) -> None:
                 print_summary(summary)
     for seed, run in zip(seeds, outcome["runs"]):
         print(f"checkpoint of seed {seed}: {run['model_file']}")
+    for path in dict.fromkeys(run["log_file"] for run in outcome["runs"] if run["log_file"]):
+        print(f"log: {shown_path(path)}")  # one process logs every seed to its first file
 
 
 def print_summary(summary: dict) -> None:
@@ -158,7 +184,9 @@ def settings_help() -> str:
     lines.append("")
     lines.append(
         "Any other --name=value is a RecBole setting (e.g. --epochs=5 --topk=[50,100]). "
-        f"Exit codes: 0 done, 2 a setting, file or name to fix ({DEBUG_ENV}=1 for tracebacks)."
+        f"Exit codes: 0 done, 2 a setting, file or name to fix, or a numerical or disk fault "
+        f"({DEBUG_ENV}=1 for tracebacks), 128 + N stopped by signal N (143 SIGTERM, 130 "
+        "SIGINT), with the checkpoint to --resume from."
     )
     return "\n".join(lines)
 

@@ -13,20 +13,28 @@ import recbole
 from recbole.config import Config as RecBoleConfig
 
 from recbole_adt.data.embedded import EMBEDDED_DATASET
-from recbole_adt.data.extra_feedback import check_extra_feedback_settings
-from recbole_adt.denoisers.dcf import check_dcf_settings
-from recbole_adt.denoisers.truncate import check_drop_base, check_drop_count
-from recbole_adt.diagnostics import check_diagnostics_settings
+from recbole_adt.data.extra_feedback import ExtraFeedbackSettings
+from recbole_adt.denoisers import DENOISER_SETTINGS
+from recbole_adt.diagnostics import DiagnosticsSettings
 from recbole_adt.distributed import check_distributed_settings, join_cpu_group, uses_gpus
-from recbole_adt.evaluation import colliding_grid
-from recbole_adt.losses import check_beta, check_drop_rate, check_loss_name, check_nr_weights
-from recbole_adt.model.extra_feedback import ExtraFeedbackMixin
-from recbole_adt.model.nmtr import check_nmtr_loss_weights
-from recbole_adt.phases import parse_phases
-from recbole_adt.schedule import check_gradual_unit, check_num_gradual
-from recbole_adt.settings import check_run_settings, literal_setting, read_config_file
-from recbole_adt.trainer.full_sort import check_eval_memory_budget
-from recbole_adt.trainer.selection import check_selection_settings
+from recbole_adt.inference.colliding import CollidingSettings
+from recbole_adt.known_settings import (
+    check_eval_mode,
+    check_known_settings,
+    check_model_fits_defaults,
+    known_saved_settings,
+    warn_unread_settings,
+)
+from recbole_adt.losses import LossChoice, NRWeights
+from recbole_adt.model import MODELS
+from recbole_adt.model.extra_feedback import trains_on_extra_feedback
+from recbole_adt.model.nmtr import NMTRSettings
+from recbole_adt.output import OutputSettings
+from recbole_adt.phases import PhaseSettings
+from recbole_adt.schedule import DropSchedule
+from recbole_adt.settings import check_run_settings, literal_setting, parsed, read_config_file
+from recbole_adt.trainer.full_sort import EvalMemoryBudget
+from recbole_adt.trainer.selection import CheckpointRule
 from recbole_adt.utils import get_model, model_for_loss
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
@@ -37,7 +45,20 @@ RECBOLE_PROPERTIES_DIR = os.path.join(
 
 # The settings owners (settings.SettingsOwner), parsed once, in this order, by every Config.
 # Add an owner here; everything else reads its parsed object with settings.parsed(config, Owner).
-SETTINGS_OWNERS: tuple[type, ...] = ()
+SETTINGS_OWNERS: tuple[type, ...] = (
+    LossChoice,
+    DropSchedule,
+    *DENOISER_SETTINGS,  # each denoiser's (recbole_adt.denoisers)
+    NRWeights,
+    PhaseSettings,
+    CheckpointRule,
+    CollidingSettings,
+    ExtraFeedbackSettings,
+    DiagnosticsSettings,
+    OutputSettings,
+    NMTRSettings,
+    EvalMemoryBudget,
+)
 
 
 class Config(RecBoleConfig):
@@ -48,6 +69,7 @@ class Config(RecBoleConfig):
         super().__init__(model, dataset, config_file_list, config_dict)
         self._parse_owned_settings()
         self._check_adt_settings()
+        warn_unread_settings(self)  # known settings this run's model or loss never reads
 
     def _parse_owned_settings(self) -> None:
         """Each owner parses and validates its keys once; a bad value is a ValueError."""
@@ -58,7 +80,23 @@ class Config(RecBoleConfig):
         """RecBole's, but a missing, malformed or non-mapping file is a ValueError naming it."""
         settings = {}
         for file in file_list or []:
-            settings.update(read_config_file(file, self.yaml_loader))
+            found = read_config_file(file, self.yaml_loader)
+            check_known_settings(found, f"config file {os.fspath(file)!r}", SETTINGS_OWNERS)
+            settings.update(found)
+        return settings
+
+    @staticmethod
+    def saved_settings(settings: dict, source: str) -> dict:
+        """A checkpoint's saved settings less the names no longer known, which its run ignored."""
+        return known_saved_settings(settings, source, SETTINGS_OWNERS)
+
+    def _load_variable_config_dict(self, config_dict):
+        check_known_settings(config_dict or {}, "config_dict", SETTINGS_OWNERS)
+        return super()._load_variable_config_dict(config_dict)
+
+    def _load_cmd_line(self):
+        settings = super()._load_cmd_line()
+        check_known_settings(settings, "the command line", SETTINGS_OWNERS)
         return settings
 
     def _convert_config_dict(self, config_dict):
@@ -66,12 +104,15 @@ class Config(RecBoleConfig):
         checkpoint's saved settings pass through here when a run is reloaded or resumed."""
         for key, value in config_dict.items():
             if isinstance(value, str):
-                config_dict[key] = literal_setting(value)
+                config_dict[key] = literal_setting(value, name=key)
         return config_dict
 
     def _set_default_parameters(self):
+        # Before RecBole's refusal of our sampled negatives for a sequential model, ours.
+        check_model_fits_defaults(self.model_class, self.final_config_dict)
         # Types and ranges first: RecBole's own checks here, and its later uses, fail obscurely.
         check_run_settings(self.final_config_dict, self.internal_config_dict)
+        check_eval_mode(self.model_class, self.final_config_dict)
         super()._set_default_parameters()
 
     def _init_device(self):
@@ -120,22 +161,8 @@ class Config(RecBoleConfig):
     def _check_adt_settings(self) -> None:
         """Raise ValueError on a bad ADT setting now, not after the data is loaded."""
         settings = self.final_config_dict
-        settings["adt_loss"] = check_loss_name(settings["adt_loss"])
+        settings["adt_loss"] = parsed(self, LossChoice).name  # TCE for t-ce, as models read it
         model_for_loss(self.model_class, settings["adt_loss"])  # the loss applies
-        check_selection_settings(settings)
-        check_diagnostics_settings(settings)
-        check_eval_memory_budget(settings["eval_memory_budget_mb"])
-        check_drop_rate(settings["drop_rate"])
-        unit = check_gradual_unit(settings["num_gradual_unit"])
-        check_num_gradual(settings["num_gradual"], unit=unit)
-        check_drop_base(settings["drop_base"])
-        check_drop_count(settings["drop_count"])
-        check_beta(settings["beta"])
-        check_dcf_settings(settings)
-        check_nr_weights(settings["nr_click_weight"], settings["nr_negative_weight"])
-        if settings.get("nmtr_loss_weights") is not None:
-            check_nmtr_loss_weights(settings["nmtr_loss_weights"])
-        check_extra_feedback_settings(settings)
         self._check_phases_and_colliding()
         self._load_extra_feedback_field()
         if settings["clean_test"] and not settings["fp_field"]:
@@ -145,15 +172,15 @@ class Config(RecBoleConfig):
             )
 
     def _check_phases_and_colliding(self) -> None:
-        settings = self.final_config_dict
-        phases = [phase.name for phase in parse_phases(settings["phases"], settings["epochs"])]
-        colliding_grid(settings)
-        if phases != ["adt"] and not issubclass(self.model_class, ExtraFeedbackMixin):
+        phases = parsed(self, PhaseSettings)
+        if phases.on_extra_feedback and not trains_on_extra_feedback(self.model_class):
+            able = [name for name, model in MODELS.items() if trains_on_extra_feedback(model)]
             raise ValueError(
-                f"phases {phases} need a model that can train on extra feedback; "
-                f"{self.model} cannot. Use GMF, NeuMF, CDAE or NMTR, or phases: [adt]."
+                f"phases {list(phases.names)} train on extra feedback D*, which {self.model} "
+                f"cannot: the warmup and finetune phases work with {', '.join(able)}. Use one "
+                "of them, or phases: [adt]."
             )
-        if settings["colliding_inference"] and "warmup" not in phases:
+        if parsed(self, CollidingSettings).enabled and "warmup" not in phases.names:
             raise ValueError(
                 "colliding_inference needs E*, the user representations after a warmup phase: "
                 "add warmup to phases (e.g. phases: [warmup, adt]) or set "
@@ -162,7 +189,7 @@ class Config(RecBoleConfig):
 
     def _load_extra_feedback_field(self) -> None:
         """Load the real extra-feedback field with the interactions, unless load_col omits all."""
-        field = self.final_config_dict["extra_feedback_field"]
+        field = parsed(self, ExtraFeedbackSettings).field
         load_col = self.final_config_dict.get("load_col")
         if not field or not isinstance(load_col, dict):
             return

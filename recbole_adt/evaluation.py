@@ -8,23 +8,33 @@ so every user's history mask is exactly the one of the overall evaluation.
 The same copies give test metrics by user sparsity (paper Fig. 7): users sorted by their number
 of training interactions, cut into ``sparsity_groups`` groups that hold about equal numbers of
 training interactions (:func:`sparsity_group_of_users`), sparsest first.
+
+:func:`evaluate_test` tests a trained run: one evaluation of the test split for a plain run;
+the ratio groups and colliding inference only when the run uses :math:`D^*`
+(:func:`~recbole_adt.data.extra_feedback.uses_extra_feedback`), the sparsity groups only when
+diagnostics are on (:class:`~recbole_adt.diagnostics.DiagnosticsSettings`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from logging import getLogger
 
 import torch
 from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.utils import dict2str, set_color
 
-from recbole_adt.data.extra_feedback import ExtraFeedback
-from recbole_adt.inference import (
-    CollidingInference,
-    colliding_hook,
-    validate_colliding_settings,
+from recbole_adt.data.dataset import ADTDataset
+from recbole_adt.data.extra_feedback import ExtraFeedback, ExtraFeedbackSettings
+from recbole_adt.diagnostics import (
+    DiagnosticsSettings,
+    DiagnosticsWriter,
+    resolve_diagnostics_dir,
+    writes_diagnostics,
 )
+from recbole_adt.inference import CollidingInference, CollidingSettings, colliding_hook
+from recbole_adt.settings import parsed
 from recbole_adt.trainer.full_sort import budget_scores
 
 OVERALL = "overall"
@@ -106,51 +116,30 @@ def sparsity_group_loaders(config, eval_data, train_counts: torch.Tensor, num_gr
     return loaders
 
 
-def colliding_grid(settings) -> list[tuple[int, float]]:
-    """The (|N_u|, lambda) pairs to try: each of colliding_neighbours and colliding_lambda may be
-    a number or a list; every pair is checked here, before any data is loaded."""
-    grid = [
-        validate_colliding_settings(k, lam, settings["colliding_ratio_threshold"])[:2]
-        for k in _as_list(settings["colliding_neighbours"])
-        for lam in _as_list(settings["colliding_lambda"])
-    ]
-    if not grid:
-        raise ValueError("colliding_neighbours and colliding_lambda must not be empty lists.")
-    return grid
-
-
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
 def select_colliding(
-    config, trainer, extra: ExtraFeedback | None, valid_data
+    config, trainer, extra: ExtraFeedback, valid_data
 ) -> tuple[CollidingInference | None, list[dict]]:
     """Colliding inference from the trainer's E* (after warm-up), or None when it is off.
 
     With several (|N_u|, lambda) pairs, the one with the best validation ``valid_metric`` is
     chosen (the first on ties), as the paper tunes them on validation. Also returns each tried
     pair with its validation score (empty for a single pair): the data of the paper's Fig. 11.
+    Config makes sure colliding inference comes with a warmup phase, which sets
+    ``trainer.representations`` (a :class:`~recbole_adt.trainer.PhasedTrainer`).
     """
-    if not config["colliding_inference"]:
+    settings = parsed(config, CollidingSettings)
+    if not settings.enabled:
         return None, []
-    representations = getattr(trainer, "representations_after_warmup", None)
-    if extra is None or representations is None:
-        raise ValueError(
-            "colliding_inference needs E*, the user representations after a warmup phase on "
-            "extra feedback D*: add warmup to phases (e.g. phases: [warmup, adt]) and make sure "
-            "the dataset has D* (fp_field for simulated, or extra_feedback_field)."
-        )
     candidates = [
         CollidingInference(
-            representations,
+            trainer.representations,
             extra.user_ratio.float(),
             num_neighbours=k,
             lam=lam,
-            ratio_threshold=config["colliding_ratio_threshold"],
+            ratio_threshold=settings.ratio_threshold,
             max_scores_per_block=budget_scores(config),
         )
-        for k, lam in colliding_grid(config)
+        for k, lam in settings.grid
     ]
     if len(candidates) == 1:
         return candidates[0], []
@@ -212,3 +201,80 @@ def log_groups(title: str, results: dict[str, dict]) -> None:
             logger.info(set_color(title, "yellow") + f": {result}")
         elif result is not None:
             logger.info(set_color(f"{title} ({name})", "yellow") + ": " + dict2str(result))
+
+
+def evaluate_test(
+    config, trainer, valid_data, test_data, train_dataset, *, saved: bool
+) -> dict[str, object]:
+    """Test results of a trained run: overall; with D*, per user-ratio group, plain and with
+    colliding inference; with diagnostics, per user-sparsity group (plain only).
+
+    ``saved``: the trainer's selected checkpoint is loaded first (``saved=True`` training).
+    """
+    show = config["show_progress"]
+    sparsity = _sparsity_loaders(config, test_data, train_dataset)
+    sparsity_loaders = {f"sparsity group {c['group']}": loader for c, loader in sparsity}
+    extra = train_dataset.extra_feedback if isinstance(train_dataset, ADTDataset) else None
+    groups = {}
+    if extra is not None:
+        thresholds = parsed(config, ExtraFeedbackSettings).ratio_groups
+        groups = ratio_group_loaders(config, test_data, extra, thresholds)
+    plain = evaluate_groups(
+        trainer,
+        test_data,
+        {**groups, **sparsity_loaders},
+        load_best_model=saved,
+        show_progress=show,
+    )
+    outcome = {"test_result": plain[OVERALL], **_sparsity_outcome(config, sparsity, plain)}
+    if extra is None:
+        getLogger().info(set_color("test result", "yellow") + f": {plain[OVERALL]}")
+        return outcome
+    log_groups("test result", plain)
+    outcome["test_groups"] = plain
+    colliding, tried = select_colliding(config, trainer, extra, valid_data)
+    if colliding is None:
+        return outcome
+    mixed = evaluate_groups(
+        trainer, test_data, groups, colliding=colliding, load_best_model=False, show_progress=show
+    )
+    log_groups("test result, colliding inference", mixed)
+    valid = evaluate_groups(
+        trainer, valid_data, {}, colliding=colliding, load_best_model=False, show_progress=show
+    )
+    log_groups("valid result, colliding inference", valid)
+    return {
+        **outcome,
+        "test_result": mixed[OVERALL],
+        "test_groups": mixed,
+        "test_result_plain": plain[OVERALL],
+        "test_groups_plain": plain,
+        "valid_result_colliding": valid[OVERALL],
+        "colliding": {"neighbours": colliding.num_neighbours, "lambda": colliding.lam},
+        "colliding_validation": tried,
+    }
+
+
+def _sparsity_loaders(config, test_data, train_dataset) -> list:
+    """The sparsity groups' loaders when diagnostics are on (``sparsity_group_loaders``)."""
+    num_groups = parsed(config, DiagnosticsSettings).tested_groups
+    if not num_groups:
+        return []
+    users = train_dataset.inter_feat[train_dataset.uid_field].cpu()
+    counts = torch.bincount(users, minlength=train_dataset.user_num)
+    return sparsity_group_loaders(config, test_data, counts, num_groups)
+
+
+def _sparsity_outcome(config, sparsity: list, results: dict) -> dict:
+    """Moves the sparsity groups out of ``results`` into rows, written to sparsity_groups.csv."""
+    rows = [
+        {**columns, **results.pop(f"sparsity group {columns['group']}")} for columns, _ in sparsity
+    ]
+    directory = resolve_diagnostics_dir(config)  # under output_dir when that is set
+    if rows and writes_diagnostics(config):
+        path = DiagnosticsWriter(directory).write_sparsity_groups(rows)
+        getLogger().info(set_color("test result by user sparsity", "yellow") + f": {path}")
+    return {
+        "test_sparsity_groups": rows,
+        "diagnostics_dir": directory if directory and os.path.isdir(directory) else None,
+    }

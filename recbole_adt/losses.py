@@ -3,7 +3,8 @@ Recommender from Noisy Implicit Feedback", section 3.3).
 
 A training loss is two independent choices: the *base loss* of each interaction, here, and the
 *denoiser* applied to it (:mod:`recbole_adt.denoisers`: none, truncate, reweight, dcf).
-``adt_loss`` names the pair (:data:`ADT_LOSSES`).
+``adt_loss`` names the pair (:data:`ADT_LOSSES`, derived from the names each denoiser declares);
+:class:`LossChoice` owns the setting.
 
 All functions are pure: no state, no device moves. Pointwise ones take raw *logits* (before the
 sigmoid) and binary labels (1 = observed interaction :math:`\bar y_{ui}=1`, 0 = sampled
@@ -12,43 +13,39 @@ negative); pairwise ones take the scores of a (user, positive, negative) triple'
 - :func:`bce`, :func:`bpr`: the base losses.
 - :func:`truncated_bce`, :func:`reweighted_bce`: T-CE and R-CE, :func:`truncated_bpr`,
   :func:`reweighted_bpr`: T-BPR and R-BPR, each a base loss composed with its denoiser.
-- :func:`nr_weighted_bce`: NR, the extra-feedback baseline of section 5.3 (Wen et al., ref. [5]).
+- :func:`nr_weighted_bce`: NR, the extra-feedback baseline of section 5.3 (Wen et al., ref. [5]),
+  whose two weights :class:`NRWeights` owns.
 
 The denoisers' helpers and checks (:func:`largest_loss_positives`, :func:`drop_count`,
-:func:`rce_weight`, :func:`check_drop_rate`, :func:`check_beta`) live with their denoiser and are
-re-exported here.
+:func:`rce_weight`, :func:`check_beta`) live with their denoiser, :func:`check_drop_rate` with the
+schedule (:mod:`recbole_adt.schedule`); they are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
+from recbole_adt.denoisers import ADT_LOSS_NAMES, AdtLoss, find_loss
 from recbole_adt.denoisers.reweight import Reweight, check_beta, rce_weight
 from recbole_adt.denoisers.truncate import (
     Truncate,
     batch_drop_count,
-    check_drop_rate,
     drop_count,
     largest_loss_positives,
 )
+from recbole_adt.schedule import check_drop_rate
 
 Reduction = Literal["mean", "sum", "none"]
 
-# adt_loss -> (base loss, denoiser). TCE and RCE on a model trained with BPR (RecBole's BPR,
-# LightGCN, ...) denoise its BPR loss: the same as TBPR and RBPR.
-ADT_LOSSES = {
-    "CE": ("bce", "none"),
-    "TCE": ("bce", "truncate"),
-    "RCE": ("bce", "reweight"),
-    "NR": ("nr", "none"),
-    "BPR": ("bpr", "none"),
-    "TBPR": ("bpr", "truncate"),
-    "RBPR": ("bpr", "reweight"),
-    "DCF": ("bce", "dcf"),
+# adt_loss -> (base loss, denoiser), from the names the denoisers declare. TCE and RCE on a model
+# trained with BPR (RecBole's BPR, LightGCN, ...) denoise its BPR loss: the same as TBPR and RBPR.
+ADT_LOSSES: dict[str, tuple[str, str]] = {
+    name: (loss.base, loss.denoiser) for name, loss in ADT_LOSS_NAMES.items()
 }
 LOSS_NAMES = tuple(ADT_LOSSES)
 
@@ -56,6 +53,8 @@ __all__ = [
     "ADT_LOSSES",
     "BPR_GAMMA",
     "LOSS_NAMES",
+    "LossChoice",
+    "NRWeights",
     "bce",
     "bpr",
     "check_beta",
@@ -63,7 +62,9 @@ __all__ = [
     "check_loss_name",
     "check_nr_weights",
     "drop_count",
+    "either",
     "largest_loss_positives",
+    "names_on",
     "nr_weighted_bce",
     "rce_weight",
     "reweighted_bce",
@@ -77,17 +78,56 @@ __all__ = [
 BPR_GAMMA = 1e-10
 
 
+@dataclass(frozen=True)
+class LossChoice:
+    """The owner of ``adt_loss``: the chosen name, its base loss and its denoiser."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("adt_loss",)
+
+    loss: AdtLoss
+
+    @classmethod
+    def from_config(cls, config) -> LossChoice:
+        return cls(find_loss(config["adt_loss"]))
+
+    @property
+    def name(self) -> str:
+        return self.loss.name
+
+    @property
+    def base(self) -> str:
+        return self.loss.base
+
+    @property
+    def denoiser(self) -> str:
+        return self.loss.denoiser
+
+
 def check_loss_name(name: str) -> str:
     """Return ``name`` upper-cased if it is a known loss, else raise ``ValueError``."""
-    normalized = str(name).upper().replace("-", "")
-    if normalized not in LOSS_NAMES:
-        raise ValueError(f"Unknown adt_loss {name!r}; valid choices are {', '.join(LOSS_NAMES)}.")
-    return normalized
+    return find_loss(name).name
 
 
 def split_loss_name(name: str) -> tuple[str, str]:
     """``adt_loss`` -> (base loss, denoiser name), e.g. ``"TBPR"`` -> ``("bpr", "truncate")``."""
-    return ADT_LOSSES[check_loss_name(name)]
+    loss = find_loss(name)
+    return loss.base, loss.denoiser
+
+
+def names_on(*bases: str, denoised: bool = False) -> tuple[str, ...]:
+    """The ``adt_loss`` names on these base losses (``"bce"``, ``"nr"``, ``"bpr"``), in listing
+    order; with ``denoised``, only those with a denoiser."""
+    return tuple(
+        name
+        for name, loss in ADT_LOSS_NAMES.items()
+        if loss.base in bases and not (denoised and loss.denoiser == "none")
+    )
+
+
+def either(names, word: str = "or") -> str:
+    """``['CE', 'TCE', 'NR']`` -> ``'CE, TCE or NR'`` (``word="and"``: ``'CE, TCE and NR'``)."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
 
 
 def check_nr_weights(click_weight: float, negative_weight: float) -> tuple[float, float]:
@@ -98,8 +138,48 @@ def check_nr_weights(click_weight: float, negative_weight: float) -> tuple[float
             or not isinstance(value, (int, float))
             or not (math.isfinite(value) and value >= 0)
         ):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+            raise ValueError(
+                f"{name} must be a finite number >= 0, got {value!r}: NR weighs "
+                + ("clicks outside D*" if name == "nr_click_weight" else "sampled items")
+                + f" as negatives by it, e.g. --{name}="
+                + ("0.5." if name == "nr_click_weight" else "1.0.")
+            )
     return float(click_weight), float(negative_weight)
+
+
+@dataclass(frozen=True)
+class NRWeights:
+    """The owner of NR's weights: :math:`w_c` (``nr_click_weight``), :math:`w_n`
+    (``nr_negative_weight``), finite and >= 0 (see :func:`nr_weighted_bce`)."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("nr_click_weight", "nr_negative_weight")
+
+    click_weight: float
+    negative_weight: float
+
+    def __post_init__(self) -> None:
+        click, negative = check_nr_weights(self.click_weight, self.negative_weight)
+        object.__setattr__(self, "click_weight", click)
+        object.__setattr__(self, "negative_weight", negative)
+
+    @classmethod
+    def from_config(cls, config) -> NRWeights:
+        return cls(config["nr_click_weight"], config["nr_negative_weight"])
+
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        reliable: torch.Tensor,
+        *,
+        reduction: Reduction = "mean",
+    ) -> torch.Tensor:
+        """:func:`nr_weighted_bce` with these weights (checked when they were made)."""
+        clicked = labels > 0.5
+        target = clicked & reliable.bool()
+        weight = torch.full_like(logits, self.negative_weight)
+        weight = weight.masked_fill(clicked, self.click_weight).masked_fill(target, 1.0)
+        return _reduce(bce(logits, target, reduction="none") * weight, reduction)
 
 
 def _reduce(loss: torch.Tensor, reduction: Reduction) -> torch.Tensor:
@@ -256,9 +336,5 @@ def nr_weighted_bce(
     ``labels`` is 1 for an interaction (:math:`\bar y_{ui}=1`) and 0 for a non-interacted item.
     Any shape works: a batch of rows or a user x item matrix.
     """
-    click_weight, negative_weight = check_nr_weights(click_weight, negative_weight)
-    clicked = labels > 0.5
-    target = clicked & reliable.bool()
-    weight = torch.full_like(logits, negative_weight)
-    weight = weight.masked_fill(clicked, click_weight).masked_fill(target, 1.0)
-    return _reduce(bce(logits, target, reduction="none") * weight, reduction)
+    weights = NRWeights(click_weight, negative_weight)
+    return weights.loss(logits, labels, reliable, reduction=reduction)

@@ -1,12 +1,16 @@
 """Training phases as config: ``phases: [warmup, adt, finetune]``, parsed and checked once.
 
 The phases themselves run in :class:`~recbole_adt.trainer.PhasedTrainer`; this module only names
-them, so that the config, the models and the trainer agree.
+them, so that the config, the models and the trainer agree. :class:`PhaseSettings` owns the
+``phases`` setting (:class:`~recbole_adt.settings.SettingsOwner`); which models can train on the
+extra feedback :math:`D^*` of the ``warmup`` and ``finetune`` phases is decided in
+:mod:`recbole_adt.model.extra_feedback`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 PHASE_NAMES = ("warmup", "adt", "finetune")
 EXTRA_FEEDBACK_PHASES = ("warmup", "finetune")
@@ -20,6 +24,36 @@ class Phase:
     @property
     def on_extra_feedback(self) -> bool:
         return self.name in EXTRA_FEEDBACK_PHASES
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseSettings:
+    """The parsed ``phases``: each phase's name and length, in training order.
+
+    ``name`` runs up to ``epochs`` epochs, ``name:N`` up to N; ``adt`` appears exactly once.
+    """
+
+    KEYS: ClassVar[tuple[str, ...]] = ("phases",)
+
+    phases: tuple[Phase, ...]
+
+    @classmethod
+    def from_config(cls, config) -> PhaseSettings:
+        return cls(parse_phases(config["phases"], config["epochs"]))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(phase.name for phase in self.phases)
+
+    @property
+    def on_extra_feedback(self) -> bool:
+        """Whether a phase trains on :math:`D^*` (``warmup`` or ``finetune``)."""
+        return any(phase.on_extra_feedback for phase in self.phases)
+
+    @property
+    def adt(self) -> Phase:
+        """The one ``adt`` phase."""
+        return next(phase for phase in self.phases if phase.name == "adt")
 
 
 def parse_phases(value, default_epochs: int) -> tuple[Phase, ...]:

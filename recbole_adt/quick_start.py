@@ -8,23 +8,21 @@ torch >= 2.6. ``recbole.quick_start`` itself is not imported (it pulls in ray).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import sys
+import time
 from logging import getLogger
 
 import torch
 from recbole.data import create_dataset, data_preparation
-from recbole.utils import EvaluatorType, ModelType, init_logger, init_seed, set_color
+from recbole.utils import EvaluatorType, ModelType, init_seed, set_color
 
 from recbole_adt.config import Config
+from recbole_adt.console import Console, init_run_logger, log_file, log_start
 from recbole_adt.data import ADTDataset
 from recbole_adt.data.checks import check_dataset_files
-from recbole_adt.diagnostics import (
-    DiagnosticsWriter,
-    resolve_diagnostics_dir,
-    writes_diagnostics,
-)
 from recbole_adt.distributed import (
     leave_group,
     post_error,
@@ -32,20 +30,17 @@ from recbole_adt.distributed import (
     spawn_workers,
     spawns_workers,
 )
-from recbole_adt.evaluation import (
-    OVERALL,
-    evaluate_groups,
-    log_groups,
-    ratio_group_loaders,
-    select_colliding,
-    sparsity_group_loaders,
-)
-from recbole_adt.settings import check_topk_fits
+from recbole_adt.evaluation import evaluate_test
+from recbole_adt.output import OutputSettings, anchor_tensorboard, inside, prepare_output_dir
+from recbole_adt.settings import check_topk_fits, parsed
+from recbole_adt.trainer import PhasedTrainer
 from recbole_adt.trainer.checkpoint import (
     WeightsOnlyCheckpointMixin,
+    check_checkpoint_dir,
     model_other_parameter,
     read_checkpoint,
 )
+from recbole_adt.trainer.selection import CheckpointRule
 from recbole_adt.utils import get_model, get_trainer
 
 # Model types whose dataset class is RecBole's plain Dataset, so the clean split applies.
@@ -69,30 +64,43 @@ def run_recbole_adt(
     config_dict=None,
     saved=True,
     resume_file=None,
+    console: Console | None = None,
 ) -> dict:
     """Train on all interactions, select the checkpoint on validation, test on true positives.
 
     ``resume_file`` continues an interrupted run from one of its checkpoints: the model, dataset
     and settings of that run apply unless given here, the iteration counter (and phase) carry
-    on, and training saves to a new file, leaving the resumed one as it was.
+    on, and training saves to a new file, leaving the resumed one as it was. ``console``
+    narrows RecBole's console output (the command line's :class:`~recbole_adt.console.Console`);
+    without it the console is RecBole's.
+
+    Besides the scores, the result holds what a summary needs: ``model``, ``adt_loss``,
+    ``dataset``, ``valid_metric``, ``clean_test``, ``log_file`` (RecBole's log file, or None)
+    and ``seconds`` (the run's wall time).
     """
+    start = time.perf_counter()
     if resume_file is not None:
         checkpoint = read_checkpoint(resume_file)
         model, dataset, config_dict = _resumed_settings(checkpoint, model, dataset, config_dict)
     config = Config(model, dataset, config_file_list, config_dict)
     check_dataset_files(config)  # before any log or checkpoint folder is made
+    output = parsed(config, OutputSettings)
+    prepare_output_dir(output)
     if spawns_workers(config):  # nproc > 1: as RecBole's run(), rank 0's result comes back
-        options = {"config_dict": config_dict, "saved": saved, "resume_file": resume_file}
+        options = {
+            "config_dict": config_dict,
+            "saved": saved,
+            "resume_file": resume_file,
+            "console": console,
+        }
         args = (model, dataset, config_file_list)
         return spawn_workers(run_recbole_adts, config["nproc"], args, options)
     if config["num_threads"]:
         torch.set_num_threads(config["num_threads"])
     init_seed(config["seed"], config["reproducibility"])
-    # RecBole creates these (log/ is fixed in init_logger) with a check-then-mkdir that fails
-    # when two runs start together.
-    os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
-    init_logger(config)
+    init_run_logger(config, console)
     logger = getLogger()
+    log_start(config, log_file())
     logger.info(sys.argv)
     logger.info(config)
 
@@ -108,9 +116,12 @@ def run_recbole_adt(
     )
     logger.info(model)
 
-    os.makedirs(config["checkpoint_dir"], exist_ok=True)
+    config["checkpoint_dir"] = output.resolve(config["checkpoint_dir"])
+    check_checkpoint_dir(config["checkpoint_dir"])  # made and writable, before training
     trainer_class = get_trainer(config["MODEL_TYPE"], config["model"], adt_loss=config["adt_loss"])
-    trainer = trainer_class(config, model)
+    with inside(output.output_dir):  # RecBole's log_tensorboard/ is fixed in its Trainer
+        trainer = trainer_class(config, model)
+        anchor_tensorboard(trainer, output.output_dir)
     if resume_file is not None:
         if not isinstance(trainer, WeightsOnlyCheckpointMixin):
             raise ValueError(f"{config['model']} runs cannot be resumed: start a new run.")
@@ -124,11 +135,21 @@ def run_recbole_adt(
         "valid_score_bigger": trainer.valid_metric_bigger,  # False under a loss checkpoint_rule
         "best_valid_result": best_valid_result,
         "model_file": trainer.saved_model_file if saved else None,
-        "checkpoint_rule": config["checkpoint_rule"],
+        "checkpoint_rule": parsed(config, CheckpointRule).rule,
         "best_epoch": _kept_epoch(trainer, saved),
+        "model": config["model"],
+        "adt_loss": config["adt_loss"],
+        "dataset": config["dataset"],
+        "valid_metric": str(config["valid_metric"]).lower(),
+        "clean_test": isinstance(dataset, ADTDataset) and bool(config["clean_test"]),
+        "log_file": log_file(),
     }
-    extra = getattr(train_data._dataset, "extra_feedback", None)
-    result.update(_test(config, trainer, extra, valid_data, test_data, saved, train_data._dataset))
+    result.update(
+        evaluate_test(config, trainer, valid_data, test_data, train_data._dataset, saved=saved)
+    )
+    if saved and not output.keep_checkpoints:
+        _remove_earlier_phase_checkpoints(trainer)
+    result["seconds"] = time.perf_counter() - start
     return result
 
 
@@ -160,55 +181,22 @@ def _resumed_settings(checkpoint: dict, model, dataset, config_dict):
             f"The checkpoint holds a {saved['model']} model, not {model}: resume with "
             f"--model={saved['model']}, or leave --model out."
         )
-    settings = {**checkpoint.get("external_config", {}), **(config_dict or {})}
+    kept = Config.saved_settings(checkpoint.get("external_config", {}), "The checkpoint")
+    settings = {**kept, **(config_dict or {})}
     return model or saved["model"], dataset or saved["dataset"], settings
 
 
-def _test(config, trainer, extra, valid_data, test_data, saved: bool, train_dataset) -> dict:
-    """Test results, overall, per user-sparsity group and per user-ratio group, plain and with
-    colliding inference (sparsity groups: plain only)."""
-    show = config["show_progress"]
-    train_counts = torch.bincount(
-        train_dataset.inter_feat[train_dataset.uid_field].cpu(), minlength=train_dataset.user_num
-    )
-    sparsity = sparsity_group_loaders(config, test_data, train_counts, config["sparsity_groups"])
-    sparsity_loaders = {f"sparsity group {c['group']}": loader for c, loader in sparsity}
-    if extra is None:
-        plain = evaluate_groups(
-            trainer, test_data, sparsity_loaders, load_best_model=saved, show_progress=show
-        )
-        diagnostics = _sparsity_outcome(config, trainer, sparsity, plain)
-        getLogger().info(set_color("test result", "yellow") + f": {plain[OVERALL]}")
-        return {"test_result": plain[OVERALL], **diagnostics}
-    groups = ratio_group_loaders(config, test_data, extra, config["ratio_groups"] or [])
-    all_groups = {**groups, **sparsity_loaders}
-    plain = evaluate_groups(
-        trainer, test_data, all_groups, load_best_model=saved, show_progress=show
-    )
-    diagnostics = _sparsity_outcome(config, trainer, sparsity, plain)
-    log_groups("test result", plain)
-    outcome = {"test_result": plain[OVERALL], "test_groups": plain, **diagnostics}
-    colliding, tried = select_colliding(config, trainer, extra, valid_data)
-    if colliding is None:
-        return outcome
-    mixed = evaluate_groups(
-        trainer, test_data, groups, colliding=colliding, load_best_model=False, show_progress=show
-    )
-    log_groups("test result, colliding inference", mixed)
-    valid = evaluate_groups(
-        trainer, valid_data, {}, colliding=colliding, load_best_model=False, show_progress=show
-    )
-    log_groups("valid result, colliding inference", valid)
-    return {
-        **outcome,
-        "test_result": mixed[OVERALL],
-        "test_groups": mixed,
-        "test_result_plain": plain[OVERALL],
-        "test_groups_plain": plain,
-        "valid_result_colliding": valid[OVERALL],
-        "colliding": {"neighbours": colliding.num_neighbours, "lambda": colliding.lam},
-        "colliding_validation": tried,
-    }
+def _remove_earlier_phase_checkpoints(trainer) -> None:
+    """Keep the selected checkpoint only (``keep_checkpoints: False``): a phased run's earlier
+    phases' files go once the run has ended (``--resume`` reads them while it trains)."""
+    config = trainer.config
+    writes = config["single_spec"] or config["local_rank"] == 0  # as _save_checkpoint
+    if not isinstance(trainer, PhasedTrainer) or not writes:
+        return
+    for path in trainer.phase_model_files:
+        if path != trainer.saved_model_file:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
 
 def _kept_epoch(trainer, saved: bool) -> int | None:
@@ -220,23 +208,14 @@ def _kept_epoch(trainer, saved: bool) -> int | None:
     return int(read_checkpoint(trainer.saved_model_file)["epoch"])
 
 
-def _sparsity_outcome(config, trainer, sparsity: list, results: dict) -> dict:
-    """Moves the sparsity groups out of ``results`` into rows (written to sparsity_groups.csv)."""
-    rows = [
-        {**columns, **results.pop(f"sparsity group {columns['group']}")} for columns, _ in sparsity
-    ]
-    directory = getattr(trainer, "diagnostics_dir", None) or resolve_diagnostics_dir(config)
-    if rows and writes_diagnostics(config):
-        path = DiagnosticsWriter(directory).write_sparsity_groups(rows)
-        getLogger().info(set_color("test result by user sparsity", "yellow") + f": {path}")
-    return {
-        "test_sparsity_groups": rows,
-        "diagnostics_dir": directory if os.path.isdir(directory) else None,
-    }
-
-
 def run_seeds(
-    seeds, model=None, dataset=None, config_file_list=None, config_dict=None, saved=True
+    seeds,
+    model=None,
+    dataset=None,
+    config_file_list=None,
+    config_dict=None,
+    saved=True,
+    console: Console | None = None,
 ) -> dict:
     """Run once per seed; return each run and the mean and sample std of every test metric.
 
@@ -247,7 +226,10 @@ def run_seeds(
     for seed in seeds:
         run_config = {**(config_dict or {}), "seed": int(seed)}
         try:
-            runs.append(run_recbole_adt(model, dataset, config_file_list, run_config, saved))
+            run = run_recbole_adt(
+                model, dataset, config_file_list, run_config, saved, console=console
+            )
+            runs.append(run)
         except ValueError as err:
             raise ValueError(
                 f"The run with seed {seed} (of seeds {list(seeds)}) stopped: {err}"
@@ -281,10 +263,11 @@ def load_data_and_model(model_file):
     """
     checkpoint = read_checkpoint(model_file)  # weights-only: tensors and plain values
     saved = checkpoint["config"]
-    settings = checkpoint.get("external_config", {})
+    settings = Config.saved_settings(checkpoint.get("external_config", {}), str(model_file))
     config = Config(saved["model"], saved["dataset"], config_dict=settings)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    prepare_output_dir(parsed(config, OutputSettings))
+    init_run_logger(config)
     dataset = build_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])

@@ -50,6 +50,7 @@ def parsed(config, owner: type[Owner]) -> Owner:
         return cache[owner]
     return owner.from_config(config)
 
+
 # name -> smallest allowed value; whole-number floats (1e3 on a command line) become ints.
 _INTEGER_SETTINGS = {
     "epochs": 1,
@@ -156,19 +157,136 @@ def read_config_file(path, loader=yaml.FullLoader) -> dict:
     return settings
 
 
-def literal_setting(text: str):
+def literal_setting(text: str, *, name: str | None = None):
     """A command-line or config-dict string as the value it spells, never running code.
 
     RecBole ``eval``s these strings; a saved checkpoint's settings pass through here too, so
-    only Python literals (numbers, lists, dicts, True, None ...) are converted.
+    only Python literals (numbers, lists, dicts, True, None ...) are converted. Lists and dicts
+    may also be written as in a yaml file, with bare words: ``[train,valid,test]`` is
+    ``['train', 'valid', 'test']``, ``{inter: [user_id, item_id]}`` a dict of a list, and
+    ``[warmup:50,adt]`` keeps ``warmup:50`` whole (a colon splits only a dict's entries). Text
+    that starts with ``[`` or ``{`` and is neither is a ``ValueError`` naming ``name``: RecBole
+    would keep it as a string and read it character by character.
     """
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        lowered = text.strip().lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        return text
+        pass
+    stripped = text.strip()
+    if stripped[:1] in ("[", "{"):
+        return _BareWords(stripped, name).parse()
+    lowered = stripped.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return text
+
+
+class _BareWords:
+    """Reads a list or dict whose strings may be unquoted, e.g. ``{inter: [user_id, item_id]}``.
+
+    Grammar: value = list | dict | scalar; list = ``[`` value, ... ``]``; dict = ``{`` key
+    ``:`` value, ... ``}``; a scalar is a quoted Python string or the trimmed text up to the next
+    ``,`` or closing bracket (and, for a key, ``:``), read as a Python literal (``10``, ``0.5``,
+    ``None``), true/false, or else kept as text. A trailing comma is allowed.
+    """
+
+    def __init__(self, text: str, name: str | None):
+        self.text, self.name, self.at = text, name, 0
+
+    def parse(self):
+        try:
+            value = self._value(stops=",]}")
+        except RecursionError:
+            self._fail("brackets nested too deeply")
+        self._skip_spaces()
+        if self.at != len(self.text):
+            self._fail(f"unexpected {self.text[self.at :]!r} after the closing bracket")
+        return value
+
+    def _value(self, stops: str):
+        self._skip_spaces()
+        opening = self.text[self.at : self.at + 1]
+        if opening == "[":
+            return self._list()
+        if opening == "{":
+            return self._dict()
+        return self._scalar(stops)
+
+    def _list(self) -> list:
+        self.at += 1  # [
+        items: list = []
+        while not self._closes("]"):
+            items.append(self._value(stops=",]"))
+            self._separator("]")
+        return items
+
+    def _dict(self) -> dict:
+        self.at += 1  # {
+        entries: dict = {}
+        while not self._closes("}"):
+            key = self._scalar(stops=":,}")
+            if self.text[self.at : self.at + 1] != ":":
+                self._fail(f"the entry {key!r} has no ':' and value")
+            self.at += 1  # :
+            entries[key] = self._value(stops=",}")
+            self._separator("}")
+        return entries
+
+    def _scalar(self, stops: str):
+        self._skip_spaces()
+        if self.text[self.at : self.at + 1] in ("'", '"'):
+            return self._quoted()
+        start = self.at
+        while self.at < len(self.text) and self.text[self.at] not in stops + "[{":
+            self.at += 1
+        word = self.text[start : self.at].strip()
+        if not word:
+            self._fail("an empty element")
+        return literal_setting(word)
+
+    def _quoted(self) -> str:
+        quote, start = self.text[self.at], self.at
+        self.at += 1
+        while self.at < len(self.text) and self.text[self.at] != quote:
+            self.at += 2 if self.text[self.at] == "\\" else 1
+        if self.at >= len(self.text):
+            self._fail(f"the quote at character {start + 1} is not closed")
+        self.at += 1
+        try:
+            return ast.literal_eval(self.text[start : self.at])
+        except (ValueError, SyntaxError) as err:
+            self._fail(f"the quoted text at character {start + 1} is not valid: {err}")
+
+    def _closes(self, bracket: str) -> bool:
+        self._skip_spaces()
+        if self.at >= len(self.text):
+            self._fail(f"a missing {bracket!r}")
+        if self.text[self.at] == bracket:
+            self.at += 1
+            return True
+        return False
+
+    def _separator(self, bracket: str) -> None:
+        self._skip_spaces()
+        if self.text[self.at : self.at + 1] == ",":
+            self.at += 1
+        elif self.text[self.at : self.at + 1] != bracket:
+            found = repr(self.text[self.at]) if self.at < len(self.text) else "the end"
+            self._fail(f"{found} where ',' or {bracket!r} was expected")
+
+    def _skip_spaces(self) -> None:
+        while self.at < len(self.text) and self.text[self.at].isspace():
+            self.at += 1
+
+    def _fail(self, problem: str):
+        name = self.name or "VALUE"
+        shown = self.text if len(self.text) <= 80 else f"{self.text[:60]}...{self.text[-10:]}"
+        raise ValueError(
+            f"{name} = {shown!r} is not a list or dict that can be read ({problem}). Write "
+            f"a list as [a,b,c] and a dict as {{key: value}}, as in a yaml file, e.g. "
+            f'--benchmark_filename=[train,valid,test] or --load_col="{{inter: [user_id, '
+            f'item_id]}}"; quote a text value that starts with a bracket: --{name}="\'[text\'".'
+        )
 
 
 def _integer(name: str, value, minimum: int, defaults: dict) -> int:

@@ -91,8 +91,9 @@ def get_trainer(model_type, model_name: str, *, adt_loss: str = "CE") -> type:
     if not issubclass(base, Trainer):
         return base
     mixins = (
-        adt_trainers.CheckpointRuleMixin,
         adt_trainers.WeightsOnlyCheckpointMixin,
+        adt_trainers.FaultGuardMixin,
+        adt_trainers.CheckpointRuleMixin,
         adt_trainers.FullSortEvalMixin,
     )
     return type(base.__name__, (*mixins, base), {})

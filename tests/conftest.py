@@ -37,6 +37,8 @@ def planted_settings(data_path, checkpoint_dir) -> dict:
         "eval_batch_size": 40960,
         "num_threads": 1,
         "seed": 7,
+        # The tests' small num_gradual values (5, 10, 30 ...) count batches, as Eq. (3) does.
+        "num_gradual_unit": "iterations",
     }
 
 

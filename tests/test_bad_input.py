@@ -121,6 +121,12 @@ def _all_test_false_positives_seeds(data: Path) -> list[str]:
     return [*_all_test_false_positives(data), "--seeds=1,2"]
 
 
+def _all_test_false_positives_bare_list(data: Path) -> list[str]:
+    """The splits named as a RecBole user writes them: three files, not one per character."""
+    write_splits(data, "bad", [(*row[:4], 1.0) for row in ROWS[-400:]])
+    return ["--dataset=bad", "--benchmark_filename=[train,valid,test]"]
+
+
 def _config_file(text: str):
     def setup(data: Path) -> list[str]:
         path = data.parent / "run.yaml"
@@ -193,6 +199,34 @@ CASES = [
     ("setting", "no-value", ["--epochs"], r"--epochs needs a value, joined by '='"),
     ("setting", "given-twice", ["--epochs=1", "--epochs=2"], r"--epochs is given twice"),
     ("setting", "no-dashes", ["epochs=5"], r"unrecognized argument 'epochs=5'"),
+    (
+        "setting",
+        "misspelt",
+        ["--epoch=2"],
+        r"^Unknown setting --epoch on the .*Did you mean epochs\?",
+    ),
+    ("setting", "dashes", ["--drop-rate=0.1"], r"--drop-rate .*Did you mean drop_rate\? Setting"),
+    ("setting", "misspelt-seeds", ["--seeds=1,2", "--epoch=2"], r"seed 1 .*Did you mean epochs"),
+    (
+        "setting",
+        "list-unread",
+        ["--benchmark_filename=[a,b"],
+        r"benchmark_filename = '\[a,b' is not",
+    ),
+    ("setting", "sequential", ["--model=SASRec"], r"^SASRec is a sequential model: .*GMF.*=None"),
+    ("setting", "sequential-tce", ["--model=SASRec", "--adt_loss=TCE"], r"^adt_loss TCE cannot tr"),
+    (
+        "setting",
+        "context-aware",
+        ["--model=FM"],
+        r"^FM is a context-aware .*--eval_args=\{mode:full",
+    ),
+    (
+        "setting",
+        "value-metric",
+        ["--metrics=[AUC]", "--valid_metric=AUC"],
+        r"value metrics AUC sco",
+    ),
     ("setting", "seeds-not-integers", ["--seeds=1,x"], r"--seeds must be comma-separated integ"),
     ("setting", "seed-and-seeds", ["--seeds=1,2", "--seed=3"], r"--seed and --seeds together"),
     ("setting", "resume-and-seeds", ["--seeds=1,2", "--resume=x.pth"], r"leave --seeds out"),
@@ -201,6 +235,20 @@ CASES = [
     ("file", "config-folder", _config_folder, r"is a folder"),
     ("file", "config-malformed", _config_file("epochs: [1, 2\n"), r"not valid yaml at line 2"),
     ("file", "config-not-mapping", _config_file("- epochs: 5\n"), r"holds a yaml list"),
+    (
+        "file",
+        "unknown-key",
+        _config_file("num_gradul: 5\n"),
+        r"^Unknown setting 'num_gradul' in "
+        r"config file '.*run\.yaml': .*Did you mean num_gradual or num_gradual_unit\?",
+    ),
+    (
+        "file",
+        "config-cli-option",
+        _config_file("seeds: [1, 2]\n"),
+        r"seeds in config file '.*run"
+        r"\.yaml' is an option of the command line",
+    ),
     ("file", "config-bad-value", _config_file("train_batch_size: abc\n"), r"train_batch_size must"),
     ("file", "unknown-dataset", ["--dataset=nope"], r"Unknown dataset 'nope': there is no fold"),
     ("file", "inter-file-name", _wrong_name, r"has no .*bad\.inter.*holds other\.inter"),
@@ -217,6 +265,12 @@ CASES = [
     ("data", "flag-text", _flag_text, r"Could not read .*bad\.inter.*false_positive:float"),
     ("data", "empty-valid-split", _empty_valid_split, r"The valid split of dataset 'bad' is em"),
     ("data", "clean-test-empty", _all_test_false_positives, r"clean test split is empty: all 400"),
+    (
+        "data",
+        "clean-test-bare-list",
+        _all_test_false_positives_bare_list,
+        r"clean test split is em",
+    ),
     ("data", "clean-test-empty-seeds", _all_test_false_positives_seeds, r"seed 1 .*is empty"),
     ("data", "topk-over-items", ["--topk=[500]", "--valid_metric=NDCG@500"], r"only 120 items"),
     # --- checkpoints given to --resume
@@ -281,6 +335,27 @@ def test_bad_input_is_a_clear_error(
     assert not (tmp_path / "pwned").exists()
 
 
+def test_a_setting_the_model_never_reads_is_one_warning_line(
+    planted_data, tmp_path, capsys, caplog
+):
+    """Warned, not refused (compare applies one config to several models and losses): the
+    line names the key, its reader and the fix. The run then stops on a missing dataset."""
+    from recbole_adt import known_settings
+
+    known_settings._log_once.cache_clear()
+    argv = ["--model=GMF", "--nmtr_loss_weights=[0.3,0.7]", "--dataset=nope"]
+    with caplog.at_level("WARNING"), pytest.raises(SystemExit) as stopped:
+        cli.main([*argv, f"--data_path={planted_data}", "--state=WARNING"])
+    assert stopped.value.code == 2
+    warned = [r.getMessage() for r in caplog.records if "nmtr_loss_weights" in r.getMessage()]
+    assert warned == [
+        "nmtr_loss_weights is a setting of the model NMTR; GMF does not read it: remove it, "
+        "or choose that model."
+    ]
+    assert "Traceback" not in capsys.readouterr().err
+    known_settings._log_once.cache_clear()
+
+
 def test_debug_shows_the_traceback(monkeypatch):
     with pytest.raises(ValueError, match="Unknown model"):
         cli.main(["--model=NoSuchModel", "--debug"])
@@ -338,6 +413,16 @@ def test_entry_point_unknown_model(tmp_path):
     assert done.returncode == 2
     assert "Traceback" not in done.stdout + done.stderr
     assert "Unknown model 'NoSuchModel'" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_entry_point_misspelt_setting(tmp_path):
+    """The before-stop hook's probe: refused before any data is read or file written."""
+    done = run_entry_point("--model=GMF", "--epoch=1", "--epochs=1", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "Unknown setting --epoch on the command line" in done.stderr
+    assert "Did you mean epochs?" in done.stderr
     assert list(tmp_path.iterdir()) == []
 
 

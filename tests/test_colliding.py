@@ -8,6 +8,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_adt.inference import (
     CollidingInference,
+    CollidingSettings,
     colliding_hook,
     dense_colliding_scores,
     nearest_neighbours,
@@ -237,6 +238,38 @@ def test_bad_settings_name_the_setting(settings, name):
 
 def test_settings_are_normalised():
     assert validate_colliding_settings(10.0, 0, 1) == (10, 0.0, 1.0)
+
+
+COLLIDING = {
+    "colliding_inference": True,
+    "colliding_neighbours": [1, 3.0],
+    "colliding_lambda": [0, 0.5],
+    "colliding_ratio_threshold": 0.2,
+}
+
+
+def test_owner_parses_the_grid_once():
+    settings = CollidingSettings.from_config(COLLIDING)
+    assert settings == CollidingSettings(True, ((1, 0.0), (1, 0.5), (3, 0.0), (3, 0.5)), 0.2)
+    single = CollidingSettings.from_config(
+        {**COLLIDING, "colliding_neighbours": 5, "colliding_lambda": 1}
+    )
+    assert single.grid == ((5, 1.0),)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"colliding_inference": "yes"}, "colliding_inference must be True or False"),
+        ({"colliding_neighbours": []}, "must not be empty lists"),
+        ({"colliding_lambda": [0.5, 2]}, r"colliding_lambda must be a number in \[0, 1\]"),
+        ({"colliding_neighbours": [3, 0]}, "colliding_neighbours must be an integer >= 1"),
+        ({"colliding_ratio_threshold": -1}, "colliding_ratio_threshold must be a finite number"),
+    ],
+)
+def test_owner_names_the_bad_setting(setting, message):
+    with pytest.raises(ValueError, match=message):
+        CollidingSettings.from_config({**COLLIDING, **setting})
 
 
 class LinearScorer(torch.nn.Module):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.synthetic import planted_interactions
-from tests.test_cli import run_cli
+from tests.test_cli import logged, run_cli
 
 
 def convert(*args, cwd):
@@ -51,7 +51,7 @@ def test_amazon_2023_reviews_train_end_to_end(tmp_path, project_on_path):
     assert stats["interactions"] == len(rows)
     assert stats["false_positives"] == sum(1 for *_, fp in rows if fp)
 
-    output = run_cli(
+    done = run_cli(
         "--model=GMF",
         "--dataset=amz",
         f"--data_path={out}",
@@ -60,6 +60,7 @@ def test_amazon_2023_reviews_train_end_to_end(tmp_path, project_on_path):
         "--num_gradual=5",
         cwd=tmp_path,
     )
+    output = logged(done, tmp_path)
     assert "drop rate" in output
     assert re.search(r"test result.*'ndcg@20', 0\.\d+", output)
 
@@ -85,7 +86,7 @@ def test_authors_split_trains_with_benchmark_filename(tmp_path, project_on_path)
     out = tmp_path / "data"
     convert("denoisingrec", "--input", str(folder), "--output-dir", str(out), cwd=tmp_path)
 
-    output = run_cli(
+    done = run_cli(
         "--model=NeuMF",
         "--dataset=toy",
         f"--data_path={out}",
@@ -93,5 +94,6 @@ def test_authors_split_trains_with_benchmark_filename(tmp_path, project_on_path)
         f"--config_files={Path(project_on_path) / 'properties/datasets/denoisingrec.yaml'}",
         cwd=tmp_path,
     )
+    output = logged(done, tmp_path)
     assert f"kept {len(parts['test'])} true positives of {len(parts['test'])}" in output
     assert re.search(r"test result.*'ndcg@20', 0\.\d+", output)

@@ -8,7 +8,7 @@ import torch
 
 from recbole_adt.config import Config
 from recbole_adt.denoisers import DENOISERS, build_denoiser
-from recbole_adt.denoisers.dcf import DCF, InteractionMemory, confidence_bound, damp
+from recbole_adt.denoisers.dcf import DCF, DCFSettings, InteractionMemory, confidence_bound, damp
 from recbole_adt.denoisers.truncate import Truncate
 from recbole_adt.losses import split_loss_name
 from recbole_adt.quick_start import run_recbole_adt
@@ -50,9 +50,17 @@ def slot(dcf, name):
 
 def test_registered_and_named():
     assert DENOISERS["dcf"] is DCF and split_loss_name("dcf") == ("bce", "dcf")
-    dcf = build_denoiser("dcf", {"epochs": 10, "phases": ["adt"]})  # the authors' defaults
+    authors = {"dcf_relabel_ratio": 0.05, "dcf_co_lambda": 1e-4, "dcf_time_step": 3}
+    dcf = build_denoiser("dcf", {**authors, "epochs": 10, "phases": ["adt"]})
     assert (dcf.relabel_ratio, dcf.co_lambda, dcf.time_step, dcf.epochs) == (0.05, 1e-4, 3, 10)
-    assert build_denoiser("dcf", {"epochs": 10, "phases": ["warmup", "adt:4"]}).epochs == 4
+    phased = {**authors, "epochs": 10, "phases": ["warmup", "adt:4"]}
+    assert build_denoiser("dcf", phased).epochs == 4  # sigma^2 decays over the ADT epochs
+    assert DCF.settings is DCFSettings and DCFSettings.KEYS == tuple(authors)
+
+
+def test_package_defaults_are_the_authors(base_config):
+    config = Config("GMF", config_dict={**base_config, "adt_loss": "DCF"})
+    assert config.parsed_settings[DCFSettings] == DCFSettings(0.05, 1e-4, 3)
 
 
 def test_damping_and_bound_by_hand():
@@ -231,11 +239,15 @@ def test_on_bpr_triples_drops_and_reverses_the_largest_loss_pairs(base_config):
         ({"dcf_co_lambda": -1e-4}, r"dcf_co_lambda must be a number in \[0, 1\]"),
         ({"dcf_time_step": 0}, "dcf_time_step must be an integer >= 1"),
         ({"dcf_time_step": 2.5}, "dcf_time_step must be an integer >= 1"),
+        ({"dcf_time_step": True}, "dcf_time_step must be an integer >= 1, got True: .*epochs"),
     ],
 )
 def test_bad_settings_raise(base_config, setting, message):
     with pytest.raises(ValueError, match=message):
         Config("GMF", config_dict={**base_config, "adt_loss": "DCF", **setting})
+    keys = {"dcf_relabel_ratio": 0.05, "dcf_co_lambda": 1e-4, "dcf_time_step": 3, **setting}
+    with pytest.raises(ValueError, match=message):
+        DCFSettings.from_config(keys)
 
 
 @pytest.mark.parametrize(

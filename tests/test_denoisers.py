@@ -6,10 +6,22 @@ import pytest
 import torch
 from recbole.model.loss import BPRLoss
 
-from recbole_adt.denoisers import DENOISERS, Denoiser, build_denoiser, check_denoiser_name
-from recbole_adt.denoisers.dcf import DCF
-from recbole_adt.denoisers.reweight import Reweight
-from recbole_adt.denoisers.truncate import Truncate
+import recbole_adt.denoisers as denoisers
+from recbole_adt.denoisers import (
+    DENOISER_SETTINGS,
+    DENOISERS,
+    AdtLoss,
+    Denoiser,
+    build_denoiser,
+    check_denoiser_name,
+)
+from recbole_adt.denoisers.dcf import DCF, DCFSettings
+from recbole_adt.denoisers.reweight import Reweight, ReweightSettings
+from recbole_adt.denoisers.truncate import Truncate, TruncateSettings
+from recbole_adt.experiments.choices import loss_names
+from recbole_adt.experiments.compare import _TRUNCATING
+from recbole_adt.experiments.grid import DEFAULT_GRIDS, default_grid
+from recbole_adt.experiments.results import display_loss
 from recbole_adt.losses import (
     ADT_LOSSES,
     bpr,
@@ -30,6 +42,7 @@ BPR_LOSS = [-math.log(p) for p in SIGMA]  # 0.288, 1.386, 0.693, 0.105, 2.303
 def test_registry_holds_one_class_per_module():
     assert DENOISERS == {"dcf": DCF, "none": Denoiser, "reweight": Reweight, "truncate": Truncate}
     assert isinstance(build_denoiser("reweight", {"beta": 0.5}), Reweight)
+    assert Truncate.settings is TruncateSettings and Denoiser.settings is None
     assert build_denoiser("reweight", {"beta": 0.5}).beta == 0.5
     with pytest.raises(ValueError, match="valid choices are dcf, none, reweight, truncate"):
         check_denoiser_name("coteaching")
@@ -40,8 +53,68 @@ def test_every_loss_name_is_a_base_loss_and_a_denoiser():
         assert base in ("bce", "bpr", "nr") and denoiser in DENOISERS
         assert split_loss_name(name.lower()) == (base, denoiser)
     assert check_loss_name("t-bpr") == "TBPR"
-    with pytest.raises(ValueError, match="valid choices are CE, TCE, RCE, NR, BPR, TBPR, RBPR"):
+    with pytest.raises(
+        ValueError, match="valid choices are CE, TCE, RCE, DCF, NR, BPR, TBPR, RBPR"
+    ):
         check_loss_name("WBPR")
+
+
+def test_the_loss_table_comes_from_the_denoisers():
+    assert ADT_LOSSES == {
+        "CE": ("bce", "none"),
+        "TCE": ("bce", "truncate"),
+        "RCE": ("bce", "reweight"),
+        "DCF": ("bce", "dcf"),
+        "NR": ("nr", "none"),
+        "BPR": ("bpr", "none"),
+        "TBPR": ("bpr", "truncate"),
+        "RBPR": ("bpr", "reweight"),
+    }
+    shown = [display_loss(name) for name in ("ce", "tce", "rce", "dcf", "nr", "tbpr", "rbpr")]
+    assert shown == ["CE", "T-CE", "R-CE", "DCF", "NR", "T-BPR", "R-BPR"]
+    assert set(_TRUNCATING) == {"tce", "tbpr", "dcf"}  # the denoisers that drop
+    assert loss_names(["T-CE", "rbpr", "DCF"]) == ["tce", "rbpr", "dcf"]
+    assert DENOISER_SETTINGS == (DCFSettings, ReweightSettings, TruncateSettings)
+
+
+def test_default_grids_come_from_the_denoisers():
+    truncate = {
+        "drop_rate": [0.05, 0.1, 0.2],
+        "num_gradual": [1000, 5000, 10000, 20000, 30000],
+        "num_gradual_unit": ["iterations"],  # the paper's grid counts iterations
+    }
+    reweight = {"beta": [0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0]}
+    assert set(DEFAULT_GRIDS) == {"tce", "tbpr", "dcf", "rce", "rbpr"}
+    for loss in ("tce", "tbpr", "dcf"):
+        assert default_grid(loss) == truncate
+    for loss in ("rce", "rbpr"):
+        assert default_grid(loss) == reweight
+    with pytest.raises(ValueError, match="NR has no grid in the paper"):
+        default_grid("nr")
+
+
+def test_a_new_denoiser_brings_its_names(monkeypatch):
+    try:
+
+        class Clip(Denoiser):  # registered by subclassing; after the others of its base loss
+            name = "clip_test"
+            adt_losses = (AdtLoss("CCE", "bce", "C-CE"),)
+            order = 9
+
+        class Twice(Denoiser):
+            name = "twice_test"
+            adt_losses = (AdtLoss("TCE", "bce", "T-CE again"),)
+
+    finally:
+        denoisers.base.REGISTRY.pop("clip_test", None)
+        denoisers.base.REGISTRY.pop("twice_test", None)
+    monkeypatch.setattr(denoisers, "DENOISERS", {**DENOISERS, "clip_test": Clip})
+    names = denoisers._loss_names()
+    assert list(names) == ["CE", "TCE", "RCE", "DCF", "CCE", "NR", "BPR", "TBPR", "RBPR"]
+    assert names["CCE"] == AdtLoss("CCE", "bce", "C-CE", denoiser="clip_test")
+    monkeypatch.setattr(denoisers, "DENOISERS", {**DENOISERS, "twice_test": Twice})
+    with pytest.raises(ValueError, match="names must be unique"):
+        denoisers._loss_names()
 
 
 def test_bpr_is_recboles_bpr_loss():
@@ -111,7 +184,21 @@ def test_no_denoiser_returns_the_loss_itself():
     assert Denoiser()(loss, POS - NEG, torch.ones(5), num_drop=3).loss is loss
 
 
-@pytest.mark.parametrize("bad", [-1.0, float("nan"), "0.5"])
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "0.5", True, None])
 def test_bad_beta_for_reweight(bad):
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(ValueError, match="beta must be a finite number >= 0, got .*--beta=0.25"):
         Reweight(beta=bad)
+    with pytest.raises(ValueError, match="beta must be a finite number >= 0"):
+        ReweightSettings.from_config({"beta": bad})
+
+
+@pytest.mark.parametrize("bad", ["rows", "Batch", None])
+def test_bad_drop_base(bad):
+    with pytest.raises(ValueError, match="drop_base must be one of batch, positives, got"):
+        TruncateSettings.from_config({"drop_base": bad})
+
+
+def test_settings_owners_parse_their_keys():
+    assert ReweightSettings.from_config({"beta": 0}) == ReweightSettings(0.0)
+    assert TruncateSettings.from_config({"drop_base": "positives"}).drop_base == "positives"
+    assert ReweightSettings.KEYS == ("beta",) and TruncateSettings.KEYS == ("drop_base",)

@@ -1,7 +1,9 @@
 """Training diagnostics on planted false positives: the TP/FP loss split, drop precision and recall
-by hand, the random-drop reference, the CSV and tensorboard output, and sparsity groups."""
+by hand, the random-drop reference, the CSV and tensorboard output, sparsity groups, and that all
+of it is opt-in."""
 
 import csv
+import os
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_adt.diagnostics import (
     TRAINING_COLUMNS,
+    DiagnosticsSettings,
     DiagnosticsWriter,
     epoch_row,
     writes_diagnostics,
@@ -66,10 +69,16 @@ def test_drop_precision_and_recall_by_hand(base_config):
 
 
 def test_random_drop_reference_is_the_base_rate(base_config):
-    settings = {**base_config, "adt_loss": "TCE", "epochs": 1, "num_gradual": 5}
+    settings = {
+        **base_config,
+        "adt_loss": "TCE",
+        "epochs": 1,
+        "num_gradual": 5,
+        "diagnostics_dir": "diagnostics",
+    }
     _, _, (train, valid, _), _, trainer = prepare("GMF", settings)
     trainer.fit(train, valid, saved=False)
-    with open(f"{trainer.diagnostics_dir}/training.csv") as f:
+    with open("diagnostics/training.csv") as f:
         (row,) = list(csv.DictReader(f))
     flags = train._dataset.inter_feat["false_positive"]
     base_rate = flags.mean().item()  # every training positive is seen once per epoch
@@ -133,9 +142,42 @@ def test_rows_leave_cells_that_do_not_apply_empty(tmp_path):
 
 
 def test_only_rank_zero_writes():
-    assert writes_diagnostics({"single_spec": True, "local_rank": 0})
-    assert writes_diagnostics({"single_spec": False, "local_rank": 0})
-    assert not writes_diagnostics({"single_spec": False, "local_rank": 1})
+    asked = {"diagnostics_dir": "d", "sparsity_groups": 4}
+    assert writes_diagnostics({**asked, "single_spec": True, "local_rank": 0})
+    assert writes_diagnostics({**asked, "single_spec": False, "local_rank": 0})
+    assert not writes_diagnostics({**asked, "single_spec": False, "local_rank": 1})
+    off = {**asked, "diagnostics_dir": None, "single_spec": True, "local_rank": 0}
+    assert not writes_diagnostics(off)
+
+
+def test_settings_are_opt_in():
+    settings = DiagnosticsSettings.from_config({"diagnostics_dir": "~/d", "sparsity_groups": 4.0})
+    assert settings == DiagnosticsSettings(os.path.expanduser("~/d"), 4)
+    assert settings.enabled and settings.tested_groups == 4
+    off = DiagnosticsSettings.from_config({"diagnostics_dir": None, "sparsity_groups": 4})
+    assert not off.enabled and off.tested_groups == 0
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"sparsity_groups": -1}, "sparsity_groups must be an integer >= 0"),
+        ({"sparsity_groups": 2.5}, "sparsity_groups must be an integer >= 0"),
+        ({"sparsity_groups": True}, "sparsity_groups must be an integer >= 0"),
+        ({"diagnostics_dir": 3}, "diagnostics_dir must be a folder path"),
+    ],
+)
+def test_bad_settings_name_the_setting(setting, message):
+    with pytest.raises(ValueError, match=message):
+        DiagnosticsSettings.from_config({"diagnostics_dir": None, "sparsity_groups": 4, **setting})
+
+
+def test_a_run_without_diagnostics_dir_writes_none(base_config, tmp_path):
+    settings = {**base_config, "adt_loss": "TCE", "epochs": 1, "num_gradual": 5}
+    _, _, (train, valid, _), _, trainer = prepare("GMF", settings)
+    trainer.fit(train, valid, saved=False)
+    assert trainer.diagnostics_dir is None
+    assert not (tmp_path / "log_diagnostics").exists()
 
 
 def test_sparsity_groups_by_hand():

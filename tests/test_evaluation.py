@@ -1,5 +1,7 @@
-"""Evaluation by user-ratio group (Table 5) and colliding inference through RecBole's evaluator."""
+"""Evaluation by user-ratio group (Table 5) and colliding inference through RecBole's evaluator;
+a plain run evaluates the test split once."""
 
+import logging
 import re
 import subprocess
 import sys
@@ -8,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from recbole_adt.quick_start import run_recbole_adt, run_seeds
+from recbole_adt.trainer import PhasedTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,8 +20,30 @@ def warm(base_config):
     return {**base_config, "phases": ["warmup:2", "adt:2"], "adt_loss": "TCE", "num_gradual": 20}
 
 
-def test_a_group_holding_every_user_scores_as_overall(base_config):
-    result = run_recbole_adt("GMF", config_dict={**base_config, "ratio_groups": [0.1, 1.01]})
+def test_a_plain_run_tests_once_without_extra_feedback(base_config, monkeypatch, tmp_path, caplog):
+    evaluated = []
+    evaluate = PhasedTrainer.evaluate
+
+    def record(self, eval_data, *args, **kwargs):
+        evaluated.append(eval_data)
+        return evaluate(self, eval_data, *args, **kwargs)
+
+    monkeypatch.setattr(PhasedTrainer, "evaluate", record)
+    with caplog.at_level(logging.INFO):
+        result = run_recbole_adt("GMF", config_dict={**base_config, "state": "INFO"})
+    valid = evaluated[0]  # the first validation
+    assert len([loader for loader in evaluated if loader is not valid]) == 1
+    assert "test_groups" not in result and result["test_sparsity_groups"] == []
+    assert result["diagnostics_dir"] is None
+    text = caplog.text
+    assert "test result" in text and "best valid" in text
+    for line in ("Extra feedback", "ratio <", "sparsity group", "user sparsity"):
+        assert line not in text
+    assert not (tmp_path / "log_diagnostics").exists()
+
+
+def test_a_group_holding_every_user_scores_as_overall(warm):
+    result = run_recbole_adt("GMF", config_dict={**warm, "ratio_groups": [0.1, 1.01]})
     groups = result["test_groups"]
     assert groups["ratio < 1.01"] == groups["overall"] == result["test_result"]
     assert groups["ratio < 0.1"] != groups["overall"]
@@ -94,7 +119,8 @@ def test_bad_colliding_settings_raise_before_loading(setting, value, base_config
 
 
 def test_seeds_summarize_each_group(base_config):
-    outcome = run_seeds([1, 2], "GMF", config_dict={**base_config, "ratio_groups": [0.2, 0.3]})
+    settings = {**base_config, "adt_loss": "NR", "ratio_groups": [0.2, 0.3]}  # NR uses D*
+    outcome = run_seeds([1, 2], "GMF", config_dict=settings)
     assert set(outcome["group_summary"]) == {"overall", "ratio < 0.2", "ratio < 0.3"}
     mean, std = outcome["group_summary"]["ratio < 0.3"]["ndcg@20"]
     values = [run["test_groups"]["ratio < 0.3"]["ndcg@20"] for run in outcome["runs"]]
@@ -122,6 +148,7 @@ def test_cli_runs_each_extra_feedback_config(config, model, expected, planted_da
         f"--data_path={planted_data}",
         "--epochs=1",
         "--show_progress=False",
+        "--verbose",  # the per-epoch and group lines, on the console too
     ]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     output = done.stdout + done.stderr

@@ -5,6 +5,7 @@ import json
 import math
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,8 @@ from recbole_adt.experiments.grid import default_grid, parse_grid, read_tuned
 from recbole_adt.experiments.runner import make_spec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def common_settings(base_config) -> dict:
@@ -223,7 +226,9 @@ def test_grid_picks_best_validation_setting(base_config, tmp_path, monkeypatch):
     assert len(calls) == 7  # 6 settings x seed 1, then the choice on seed 2 (seed 1 reused)
     assert calls[-1] == (0.1, 5000, 2)
     choice = outcome["choices"]["GMF/tce"]
-    assert choice["settings"] == {"drop_rate": 0.1, "num_gradual": 5000}
+    # the choice records the unit its num_gradual counted (the experiment's: iterations)
+    chosen = {"drop_rate": 0.1, "num_gradual": 5000, "num_gradual_unit": "iterations"}
+    assert choice["settings"] == chosen
     assert choice["valid"] == pytest.approx(0.251)
     assert choice["final_seeds"] == [1, 2]
     assert json.loads((out / "grid_choice.json").read_text())["GMF/tce"] == choice
@@ -231,10 +236,10 @@ def test_grid_picks_best_validation_setting(base_config, tmp_path, monkeypatch):
     assert "**drop_rate=0.1, num_gradual=5000**" in text
     assert "Chosen setting over seeds 1, 2" in text
     assert_png(out / "grid_GMF_tce.png")
-    assert any("chosen for GMF/tce: {'drop_rate': 0.1, 'num_gradual': 5000}" in x for x in lines)
+    assert any(f"chosen for GMF/tce: {chosen}" in x for x in lines)
 
     # compare --tuned: the choice is the T-CE runs' setting; CE has none.
-    assert read_tuned(out) == {("GMF", "tce"): {"drop_rate": 0.1, "num_gradual": 5000}}
+    assert read_tuned(out) == {("GMF", "tce"): chosen}
     seen = []
 
     def record(model, dataset, config_file_list, config_dict):
@@ -260,10 +265,27 @@ def test_default_grids_are_the_papers():
     assert default_grid("tce") == {
         "drop_rate": [0.05, 0.1, 0.2],
         "num_gradual": [1000, 5000, 10000, 20000, 30000],
+        "num_gradual_unit": ["iterations"],
     }
     assert default_grid("rce") == {"beta": [0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0]}
     with pytest.raises(ValueError, match="no grid in the paper"):
         default_grid("ce")
+
+
+def test_tuned_num_gradual_needs_its_unit(tmp_path):
+    # the README's tuned choices count num_gradual in iterations, explicitly
+    tuned = read_tuned(ROOT / "docs" / "results" / "ml-100k")
+    assert tuned[("GMF", "tce")] == {
+        "drop_rate": 0.05,
+        "num_gradual": 1000,
+        "num_gradual_unit": "iterations",
+    }
+    assert tuned[("GMF", "rce")] == {"beta": 0.15}
+    # a choice written before the unit was recorded is refused, not read as epochs
+    legacy = {"GMF/tce": {"settings": {"drop_rate": 0.1, "num_gradual": 1000}}}
+    (tmp_path / "grid_choice.json").write_text(json.dumps(legacy))
+    with pytest.raises(ValueError, match="choice for GMF/tce sets num_gradual 1000 but not num_gr"):
+        read_tuned(tmp_path)
 
 
 def test_parse_grid_and_names():
@@ -274,7 +296,9 @@ def test_parse_grid_and_names():
             parse_grid(bad)
     with pytest.raises(ValueError, match="--seeds"):
         parse_grid(["seed=1,2"])
-    assert seed_list("3") == [1, 2, 3] and seed_list("7,") == [7] and seed_list([4, 4, 2]) == [4, 2]
+    assert seed_list("3") == [1, 2, 3] and seed_list("7,") == [7] and seed_list([4, 2]) == [4, 2]
+    with pytest.raises(ValueError, match="gives seed 4 more than once"):
+        seed_list([4, 4, 2])  # a repeat would report a spread of 0
     with pytest.raises(ValueError, match="--seeds"):
         seed_list("two")
     assert loss_names(["CE", "t-ce", "Rce"]) == ["ce", "tce", "rce"]
@@ -301,7 +325,7 @@ def test_results_written_atomically(tmp_path, monkeypatch):
     def interrupted(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(results.os, "replace", interrupted)
+    monkeypatch.setattr("os.replace", interrupted)
     with pytest.raises(OSError):
         results.write_rows(path, [row, {**row, "run_id": "b"}])
     assert path.read_text() == before  # the old file, whole
@@ -402,22 +426,20 @@ def test_cli_errors_and_exit_codes(base_config, tmp_path, monkeypatch, capsys):
     assert stop.value.code == 0
 
 
-@pytest.mark.slow
-def test_a_model_the_loss_does_not_apply_to_fails_alone(base_config, tmp_path):
-    """CDAE (whole user rows) refuses DCF; GMF under DCF still runs."""
-    outcome = compare(
-        tmp_path / "out",
-        models="GMF,CDAE",
-        losses="dcf",
-        seeds=1,
-        dataset="planted",
-        settings={**common_settings(base_config), "epochs": 1},
-        plots_wanted=False,
-        echo=lambda line: None,
-    )
-    status = {row["model"]: (row["status"], row["error"]) for row in outcome["rows"]}
-    assert status["GMF"] == ("ok", "")
-    assert status["CDAE"][0] == "failed" and status["CDAE"][1].startswith("ValueError: ")
+def test_a_model_the_loss_does_not_apply_to_is_refused_before_any_run(base_config, tmp_path):
+    """CDAE (whole user rows) refuses DCF: found by its Config before GMF under DCF trains."""
+    with pytest.raises(ValueError, match="the run CDAE DCF seed 1 could not start. adt_loss DCF"):
+        compare(
+            tmp_path / "out",
+            models="GMF,CDAE",
+            losses="dcf",
+            seeds=1,
+            dataset="planted",
+            settings={**common_settings(base_config), "epochs": 1},
+            plots_wanted=False,
+            echo=lambda line: None,
+        )
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing was made
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Sparse extra feedback D*: training true positives only, seeded, never valid or test."""
+"""Sparse extra feedback D*: training true positives only, seeded, never valid or test, and
+built only for runs that use it."""
 
 import math
 
@@ -6,9 +7,20 @@ import pytest
 import torch
 
 from recbole_adt.config import Config
-from recbole_adt.data.extra_feedback import select_extra_feedback
+from recbole_adt.data.extra_feedback import (
+    ExtraFeedbackSettings,
+    extra_feedback_users,
+    select_extra_feedback,
+    uses_extra_feedback,
+)
 from tests.pipeline import prepare
 from tests.synthetic import planted_interactions, write_dataset
+
+
+@pytest.fixture
+def with_d_star(base_config):
+    """Settings of a run that uses D*: a warm-up phase trains on it."""
+    return {**base_config, "phases": ["warmup", "adt"]}
 
 
 def pairs(dataset, mask=None) -> set[tuple[int, int]]:
@@ -19,8 +31,8 @@ def pairs(dataset, mask=None) -> set[tuple[int, int]]:
     return set(zip(users.tolist(), items.tolist()))
 
 
-def test_holds_only_training_true_positives(base_config):
-    _, _, (train, valid, test), _, _ = prepare("GMF", base_config)
+def test_holds_only_training_true_positives(with_d_star):
+    _, _, (train, valid, test), _, _ = prepare("GMF", with_d_star)
     extra = train._dataset.extra_feedback
     train_inter = train._dataset.inter_feat
     chosen = pairs(train._dataset, extra.row_mask)
@@ -30,41 +42,48 @@ def test_holds_only_training_true_positives(base_config):
     assert not chosen & (pairs(valid._dataset) | pairs(test._dataset))
 
 
-def test_is_seeded_and_reproducible(base_config):
+def test_is_seeded_and_reproducible(with_d_star):
     def chosen(settings):
-        train = prepare("GMF", {**base_config, **settings})[2][0]
+        train = prepare("GMF", {**with_d_star, **settings})[2][0]
         return pairs(train._dataset, train._dataset.extra_feedback.row_mask)
 
     assert chosen({}) == chosen({})
     assert chosen({}) != chosen({"extra_feedback_seed": 8})
 
 
-def test_default_seed_is_the_run_seed(base_config):
-    config = Config("GMF", config_dict={**base_config, "seed": 11})
-    train = prepare("GMF", {**base_config, "seed": 11})[2][0]._dataset
-    by_default = select_extra_feedback(config, train).row_mask
-    config["extra_feedback_seed"] = 11
-    assert torch.equal(by_default, select_extra_feedback(config, train).row_mask)
-    config["extra_feedback_seed"] = 12
-    assert not torch.equal(by_default, select_extra_feedback(config, train).row_mask)
+def test_default_seed_is_the_run_seed(with_d_star):
+    config = Config("GMF", config_dict={**with_d_star, "seed": 11})
+    train = prepare("GMF", {**with_d_star, "seed": 11})[2][0]._dataset
+    settings = {**config.final_config_dict, "seed": 11}
+
+    def chosen(seed):
+        parsed = ExtraFeedbackSettings.from_config({**settings, "extra_feedback_seed": seed})
+        return select_extra_feedback(parsed, train, fp_field="false_positive").row_mask
+
+    assert torch.equal(chosen(None), train.extra_feedback.row_mask)
+    assert torch.equal(chosen(None), chosen(11))
+    assert not torch.equal(chosen(None), chosen(12))
 
 
-def test_does_not_change_the_rest_of_the_run(base_config):
-    """D* draws from its own generator: training batches stay bitwise identical."""
+def test_does_not_change_the_rest_of_the_run(base_config, with_d_star):
+    """D* draws from its own generator: training batches stay bitwise identical, with D* of
+    any size or without it."""
 
-    def first_batch(ratio):
-        train = prepare("GMF", {**base_config, "extra_feedback_ratio": ratio})[2][0]
+    def first_batch(settings):
+        train = prepare("GMF", settings)[2][0]
         return next(iter(train))
 
-    a, b = first_batch(0.2), first_batch(0.7)
-    assert all(torch.equal(a[key], b[key]) for key in a.columns)
+    a = first_batch({**with_d_star, "extra_feedback_ratio": 0.2})
+    b = first_batch({**with_d_star, "extra_feedback_ratio": 0.7})
+    c = first_batch(base_config)
+    assert all(torch.equal(a[key], b[key]) and torch.equal(a[key], c[key]) for key in a.columns)
 
 
-def test_real_field_with_threshold(tmp_path, base_config):
+def test_real_field_with_threshold(tmp_path, with_d_star):
     rows = planted_interactions(seed=2)
     write_dataset(tmp_path, "rated", rows)
     settings = {
-        **base_config,
+        **with_d_star,
         "dataset": "rated",
         "data_path": str(tmp_path),
         "extra_feedback_field": "rating",  # loaded automatically
@@ -77,13 +96,13 @@ def test_real_field_with_threshold(tmp_path, base_config):
     assert 0 < len(extra) < len(train.inter_feat)
 
 
-def test_missing_real_field_is_a_clear_error(base_config):
+def test_missing_real_field_is_a_clear_error(with_d_star):
     with pytest.raises(ValueError, match="extra_feedback_field 'dwell' is not a loaded field"):
-        prepare("GMF", {**base_config, "extra_feedback_field": "dwell"})
+        prepare("GMF", {**with_d_star, "extra_feedback_field": "dwell"})
 
 
-def test_contains_and_user_ratio(base_config):
-    train = prepare("GMF", base_config)[2][0]._dataset
+def test_contains_and_user_ratio(with_d_star):
+    train = prepare("GMF", with_d_star)[2][0]._dataset
     extra = train.extra_feedback
     inter = train.inter_feat
     users, items = inter[train.uid_field], inter[train.iid_field]
@@ -104,8 +123,63 @@ def test_contains_and_user_ratio(base_config):
         ("extra_feedback_threshold", "high", "extra_feedback_threshold must be a number"),
         ("extra_feedback_seed", 1.5, "extra_feedback_seed must be an integer"),
         ("extra_feedback_field", 3, "extra_feedback_field must be a field name"),
+        ("ratio_groups", [0.1, 0], "ratio_groups must be a list of numbers > 0"),
+        ("ratio_groups", "low", "ratio_groups must be a list of numbers > 0"),
     ],
 )
 def test_bad_settings_raise_before_loading(setting, value, message, base_config):
     with pytest.raises(ValueError, match=message):
         Config("GMF", config_dict={**base_config, setting: value})
+
+
+def test_settings_parsed_once():
+    settings = ExtraFeedbackSettings.from_config(
+        {
+            "extra_feedback_field": None,
+            "extra_feedback_threshold": 5,
+            "extra_feedback_ratio": 0.3,
+            "extra_feedback_seed": None,
+            "seed": 4,
+            "ratio_groups": 0.1,
+        }
+    )
+    assert settings == ExtraFeedbackSettings(None, 5.0, 0.3, 4, (0.1,))
+    assert settings.source == "simulated, ratio 0.3"
+
+
+def test_never_holds_a_validation_or_test_pair(with_d_star):
+    _, _, splits, _, _ = prepare("GMF", with_d_star)
+    extra = splits[0]._dataset.extra_feedback
+    for split in splits[1:]:
+        inter = split._dataset.inter_feat
+        assert len(inter) > 0
+        assert not extra.contains(inter["user_id"], inter["item_id"]).any()
+        assert split._dataset.extra_feedback is None  # declared on every split, set on train
+
+
+def _uses(**settings):
+    base = {
+        "model": "GMF",
+        "adt_loss": "CE",
+        "epochs": 3,
+        "phases": ["adt"],
+        "colliding_inference": False,
+        "colliding_neighbours": 10,
+        "colliding_lambda": 0.8,
+        "colliding_ratio_threshold": 0.2,
+    }
+    return extra_feedback_users({**base, **settings})
+
+
+def test_only_runs_that_use_it_build_it(base_config):
+    assert _uses() == ()
+    assert _uses(phases=["warmup", "adt", "finetune"]) == ("the warmup phase", "the finetune phase")
+    assert _uses(phases=["warmup", "adt"], colliding_inference=True) == (
+        "the warmup phase",
+        "colliding inference",
+    )
+    assert _uses(model="NMTR") == ("model NMTR",)
+    assert _uses(adt_loss="NR") == ("adt_loss NR",)
+    config = Config("GMF", config_dict=base_config)
+    assert not uses_extra_feedback(config)
+    assert prepare("GMF", base_config)[2][0]._dataset.extra_feedback is None

@@ -13,9 +13,9 @@ from recbole.utils import init_seed
 from recbole_adt.config import Config
 from recbole_adt.quick_start import build_dataset
 from recbole_adt.trainer.full_sort import (
+    EvalMemoryBudget,
     HistoryIndex,
     TopkCollector,
-    check_eval_memory_budget,
     users_per_batch,
 )
 from recbole_adt.utils import get_model, get_trainer
@@ -143,8 +143,10 @@ def test_neumf_batches_are_smaller_by_its_tower(base_config):
 
 @pytest.mark.parametrize("value", [0, -1, True, "16", float("nan"), float("inf")])
 def test_bad_budget_names_the_setting(value):
-    with pytest.raises(ValueError, match="eval_memory_budget_mb"):
-        check_eval_memory_budget(value)
+    with pytest.raises(ValueError, match="eval_memory_budget_mb must be a finite number"):
+        EvalMemoryBudget.from_config({"eval_memory_budget_mb": value})
+    assert EvalMemoryBudget.from_config({"eval_memory_budget_mb": 8}).megabytes == 8.0
+    assert EvalMemoryBudget.from_config({"eval_memory_budget_mb": None}).megabytes is None
 
 
 def test_no_budget_keeps_recboles_batches(base_config):

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from recbole_adt.losses import (
+    LossChoice,
+    NRWeights,
     bce,
     check_loss_name,
     drop_count,
@@ -106,6 +108,32 @@ def test_unknown_loss_name_lists_choices(bad):
 def test_loss_names_are_normalized():
     assert check_loss_name("t-ce") == "TCE"
     assert check_loss_name("rce") == "RCE"
+
+
+def test_loss_choice_owns_adt_loss():
+    choice = LossChoice.from_config({"adt_loss": "t-bpr"})
+    assert (choice.name, choice.base, choice.denoiser, choice.loss.display) == (
+        "TBPR",
+        "bpr",
+        "truncate",
+        "T-BPR",
+    )
+    message = "Unknown adt_loss 'focal'; valid choices are CE, TCE, RCE, DCF, NR, BPR, TBPR, RBPR"
+    with pytest.raises(ValueError, match=message):
+        LossChoice.from_config({"adt_loss": "focal"})
+
+
+def test_nr_weights_own_their_keys():
+    weights = NRWeights.from_config({"nr_click_weight": 0, "nr_negative_weight": 2})
+    assert weights == NRWeights(0.0, 2.0) and NRWeights.KEYS == (
+        "nr_click_weight",
+        "nr_negative_weight",
+    )
+    for key in NRWeights.KEYS:
+        with pytest.raises(
+            ValueError, match=f"{key} must be a finite number >= 0, got -1: .*--{key}="
+        ):
+            NRWeights.from_config({"nr_click_weight": 0.5, "nr_negative_weight": 1.0, key: -1})
 
 
 @pytest.mark.parametrize("drop_rate", [-0.1, 1.0, 1.5, "0.2", None])

@@ -8,7 +8,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_adt.losses import bce, check_loss_name, check_nr_weights, nr_weighted_bce
 from recbole_adt.model import NMTR
-from recbole_adt.model.nmtr import check_nmtr_loss_weights
+from recbole_adt.model.nmtr import NMTRSettings
 from recbole_adt.quick_start import run_recbole_adt
 from tests.pipeline import prepare
 
@@ -149,8 +149,13 @@ def test_nmtr_rejects_nr(base_config):
 
 @pytest.mark.parametrize("bad", [[1.0], [0.5, -0.1], [0, 0], [0.5, float("nan")], "0.5,0.5"])
 def test_bad_nmtr_loss_weights(bad):
-    with pytest.raises(ValueError, match="nmtr_loss_weights"):
-        check_nmtr_loss_weights(bad)
+    with pytest.raises(ValueError, match="nmtr_loss_weights must list 2 finite numbers >= 0"):
+        NMTRSettings.from_config({"nmtr_loss_weights": bad})
+
+
+def test_nmtr_loss_weights_parsed():
+    assert NMTRSettings.from_config({"nmtr_loss_weights": [1, 3]}).loss_weights == (1.0, 3.0)
+    assert NMTRSettings.from_config({"nmtr_loss_weights": None}).loss_weights == (0.5, 0.5)
 
 
 def _hand_built_nmtr(base_config, **settings):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recbole_adt.config import Config
-from recbole_adt.phases import Phase, parse_phases
+from recbole_adt.phases import Phase, PhaseSettings, parse_phases
 from recbole_adt.quick_start import run_recbole_adt
 from recbole_adt.trainer import PhasedTrainer
 from tests.pipeline import prepare
@@ -67,6 +67,17 @@ class Recorder:
 )
 def test_parse_phases(value, expected):
     assert parse_phases(value, 9) == expected
+
+
+def test_phase_settings():
+    settings = PhaseSettings.from_config(
+        {"phases": ["warmup:20", "adt", "finetune:5"], "epochs": 9}
+    )
+    assert settings.names == ("warmup", "adt", "finetune")
+    assert settings.adt == Phase("adt", 9) and settings.on_extra_feedback
+    assert not PhaseSettings.from_config({"phases": ["adt"], "epochs": 9}).on_extra_feedback
+    with pytest.raises(ValueError, match="Unknown phase 'pretrain': phases must be a non-empty"):
+        PhaseSettings.from_config({"phases": ["pretrain", "adt"], "epochs": 9})
 
 
 @pytest.mark.parametrize(
@@ -168,8 +179,24 @@ def test_e_star_is_the_selected_warmup_model(phased):
     trainer.fit(train, valid)
     warmup_file = trainer.saved_model_file.replace("-adt.pth", "-warmup.pth")
     selected = torch.load(warmup_file, weights_only=True)["state_dict"]["user_embedding.weight"]
-    assert torch.equal(trainer.representations_after_warmup, selected)
+    assert torch.equal(trainer.representations, selected)
     assert not torch.equal(model.user_embedding.weight, selected)  # ADT moved on
+    saved = torch.load(trainer.saved_model_file, weights_only=True)
+    assert torch.equal(saved["representations"], selected)
+
+
+def test_resume_reads_e_star_of_old_checkpoints(phased, tmp_path):
+    """Checkpoints written before E* was a declared field kept it under another name."""
+    settings = {**phased, "phases": ["warmup:1", "adt:2"], "colliding_inference": True}
+    _, _, (train, valid, _), _, trainer = prepare("GMF", settings)
+    trainer.fit(train, valid)
+    checkpoint = torch.load(trainer.saved_model_file, weights_only=True)
+    checkpoint["representations_after_warmup"] = checkpoint.pop("representations")
+    old = str(tmp_path / "old.pth")
+    torch.save(checkpoint, old)
+    _, _, _, _, resumed = prepare("GMF", settings)
+    resumed.resume_checkpoint(old)
+    assert torch.equal(resumed.representations, trainer.representations)
 
 
 def test_resume_continues_in_the_interrupted_phase(phased):
@@ -228,6 +255,7 @@ def test_extra_feedback_phases_need_extra_feedback(phased):
         "clean_test": False,
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
     }
-    _, _, (train, valid, _), _, trainer = prepare("GMF", settings)
-    with pytest.raises(ValueError, match="extra feedback D\\*"):
-        trainer.fit(train, valid, saved=False)
+    with pytest.raises(
+        ValueError, match="the warmup phase and the finetune phase need extra feedback D\\*"
+    ):
+        prepare("GMF", settings)

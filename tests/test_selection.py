@@ -1,22 +1,25 @@
-"""Checkpoint rules: the validation losses by hand, the fixed validation negatives, and the epoch
-each rule keeps on a hand-made sequence of validation results, alone and in every phase."""
+"""Checkpoint rules: the validation losses by hand, on a model of fixed probabilities too, the
+fixed validation negatives, and the epoch each rule keeps on a hand-made sequence of validation
+results, alone and in every phase."""
 
+import math
 from collections import OrderedDict
 
 import pytest
 import torch
 from recbole.data.interaction import Interaction
+from recbole.utils import InputType
 
 from recbole_adt.config import Config
 from recbole_adt.quick_start import run_recbole_adt
 from recbole_adt.trainer import selection
 from recbole_adt.trainer.checkpoint import read_checkpoint
 from recbole_adt.trainer.selection import (
+    CheckpointRule,
     CheckpointRuleMixin,
-    check_checkpoint_rule,
+    ValidationPairs,
     pair_probabilities,
     sample_validation_negatives,
-    score_bigger,
     truncated_validation_loss,
     validation_loss,
     validation_pairs,
@@ -45,15 +48,124 @@ def test_truncated_validation_loss_by_hand(ratio, expected):
     assert got == pytest.approx(expected)
 
 
+def rule(name="valid_loss_truncated", ratio=0.25) -> CheckpointRule:
+    return CheckpointRule.from_config({"checkpoint_rule": name, "checkpoint_truncate_ratio": ratio})
+
+
 def test_rule_directions_and_bad_values():
-    assert score_bigger("valid_metric", True) is True
-    assert score_bigger("valid_metric", False) is False
-    assert score_bigger("valid_loss", True) is False
-    assert score_bigger("valid_loss_truncated", True) is False
-    with pytest.raises(ValueError, match="checkpoint_rule must be one of"):
-        check_checkpoint_rule("valid_auc")
+    assert rule("valid_metric").score_bigger(True) is True
+    assert rule("valid_metric").score_bigger(False) is False
+    assert rule("valid_loss").score_bigger(True) is False
+    assert rule("valid_loss_truncated").score_bigger(True) is False
+    assert rule("valid_loss", 0.1) == CheckpointRule("valid_loss", 0.1)
+    with pytest.raises(ValueError, match="checkpoint_rule must be one of valid_metric, valid_loss"):
+        rule("valid_auc")
+    for bad in (1.0, -0.1, "0.2", True):
+        with pytest.raises(
+            ValueError, match=r"checkpoint_truncate_ratio must be a number in \[0, 1\)"
+        ):
+            rule(ratio=bad)
     with pytest.raises(ValueError, match=r"checkpoint_truncate_ratio must be a number in \[0, 1\)"):
         truncated_validation_loss(POSITIVE, NEGATIVE, truncate_ratio=1.0)
+
+
+class FixedProbabilities(torch.nn.Module):
+    """A pointwise model whose p_ui is read from a table; ``full_sort`` False leaves it without
+    full_sort_predict, so pair_probabilities scores by predict, as for RecBole's fallback."""
+
+    USER_ID, ITEM_ID = "user_id", "item_id"
+    input_type = InputType.POINTWISE
+
+    def __init__(self, table: torch.Tensor, *, full_sort: bool = True):
+        super().__init__()
+        self.table, self.n_items, self.full_sort = table, table.shape[1], full_sort
+        self.device = torch.device("cpu")
+
+    def predict(self, interaction):
+        return self.table[interaction[self.USER_ID], interaction[self.ITEM_ID]]
+
+    def full_sort_predict(self, interaction):
+        if not self.full_sort:
+            raise NotImplementedError
+        return self.table[interaction[self.USER_ID]].flatten()
+
+
+# Users 1 and 2 over items 0..4; each user has two validation positives and two negatives.
+# Positive losses -ln p: 0.5 -> ln 2, 0.8 -> ln 1.25, 0.25 -> ln 4 (the largest positive),
+# 0.9 -> ln(10/9); negative losses -ln(1 - p): 0.2 -> ln 1.25, 0.1 -> ln(10/9),
+# 0.5 -> ln 2, 0.9 -> ln 10: the largest loss of all is a negative's.
+TABLE = torch.tensor(
+    [
+        [0.0, 0.0, 0.0, 0.0, 0.0],
+        [0.0, 0.5, 0.8, 0.2, 0.1],
+        [0.0, 0.25, 0.9, 0.5, 0.9],
+    ]
+)
+PAIRS = ValidationPairs(
+    users=torch.tensor([1, 1, 1, 1, 2, 2, 2, 2]),
+    items=torch.tensor([1, 3, 2, 4, 1, 3, 2, 4]),
+    labels=torch.tensor([1.0, 0, 1, 0, 1, 0, 1, 0]),
+)
+POSITIVE_LOSSES = [math.log(2), math.log(1.25), math.log(4), math.log(10 / 9)]
+NEGATIVE_LOSSES = [math.log(1.25), math.log(10 / 9), math.log(2), math.log(10)]
+
+
+@pytest.mark.parametrize("full_sort", [True, False])
+@pytest.mark.parametrize("scores_per_block", [1, 5, 1000])
+def test_rule_losses_on_fixed_probabilities(full_sort, scores_per_block):
+    model = FixedProbabilities(TABLE, full_sort=full_sort)
+    losses = rule("valid_loss_truncated", 0.25).losses(
+        model, PAIRS, scores_per_block=scores_per_block
+    )
+    everything = sum(POSITIVE_LOSSES) + sum(NEGATIVE_LOSSES)
+    assert losses["valid_loss"] == pytest.approx(everything / 8, rel=1e-6)
+    # floor(0.75 * 4) = 3 positives kept: ln 4, the largest positive loss, goes; every
+    # negative stays, ln 10 (the largest loss of all) included.
+    assert losses["valid_loss_truncated"] == pytest.approx((everything - math.log(4)) / 7, rel=1e-6)
+
+
+def test_truncation_leaves_out_positives_only():
+    model = FixedProbabilities(TABLE)
+    kept = {
+        ratio: rule(ratio=ratio).losses(model, PAIRS, scores_per_block=100)["valid_loss_truncated"]
+        for ratio in (0.0, 0.5, 0.99)
+    }
+    negatives = sum(NEGATIVE_LOSSES)
+    assert kept[0.0] == pytest.approx((sum(POSITIVE_LOSSES) + negatives) / 8, rel=1e-6)
+    # floor(0.5 * 4) = 2: the two smallest positive losses, ln(10/9) and ln 1.25
+    two = math.log(10 / 9) + math.log(1.25)
+    assert kept[0.5] == pytest.approx((two + negatives) / 6, rel=1e-6)
+    assert kept[0.99] == pytest.approx(negatives / 4, rel=1e-6)  # no positive left
+
+
+def test_trainer_scores_an_epoch_by_its_rule():
+    """CheckpointRuleMixin returns the rule's loss as the epoch's score, both losses beside."""
+
+    class Base:
+        def __init__(self, config, model):
+            self.config, self.model, self.valid_metric_bigger = config, model, True
+
+        def _valid_epoch(self, valid_data, show_progress=False):
+            return 0.3, {"ndcg@20": 0.3}
+
+    class Trainer(CheckpointRuleMixin, Base):
+        pass
+
+    config = {
+        "checkpoint_rule": "valid_loss_truncated",
+        "checkpoint_truncate_ratio": 0.25,
+        "eval_memory_budget_mb": None,
+        "eval_batch_size": 3,
+        "seed": 0,
+    }
+    trainer = Trainer(config, FixedProbabilities(TABLE))
+    trainer._validation_pairs = PAIRS  # drawn from a real split in test_validation_pairs_...
+    score, result = trainer._valid_epoch(None)
+    everything = sum(POSITIVE_LOSSES) + sum(NEGATIVE_LOSSES)
+    assert score == result["valid_loss_truncated"]
+    assert score == pytest.approx((everything - math.log(4)) / 7, rel=1e-6)
+    assert result["valid_loss"] == pytest.approx(everything / 8, rel=1e-6)
+    assert result["ndcg@20"] == 0.3 and trainer.valid_metric_bigger is False
 
 
 @pytest.mark.parametrize(
@@ -75,7 +187,7 @@ def test_recbole_baselines_take_the_rule_too(base_config, adt_loss):
     settings = {**base_config, "adt_loss": adt_loss, "checkpoint_rule": "valid_loss"}
     _, _, _, _, trainer = prepare("BPR", settings)
     assert isinstance(trainer, CheckpointRuleMixin)
-    assert trainer.checkpoint_rule == "valid_loss" and trainer.valid_metric_bigger is False
+    assert trainer.checkpoint_rule.rule == "valid_loss" and trainer.valid_metric_bigger is False
 
 
 def test_negatives_avoid_used_items_and_keep_global_randomness():

@@ -16,7 +16,8 @@ from recbole_adt.denoisers.truncate import (
     largest_loss_positives,
 )
 from recbole_adt.losses import bce, bpr, truncated_bce, truncated_bpr
-from recbole_adt.schedule import check_num_gradual, drop_rate_schedule
+from recbole_adt.schedule import DropSchedule, drop_rate_schedule
+from recbole_adt.settings import parsed
 from tests.pipeline import prepare
 
 DROP = ("batch", "positives")
@@ -199,13 +200,13 @@ def test_epochs_unit_is_iterations_times_batches(rule, epochs, batches):
 
 
 def test_num_gradual_checks():
-    assert check_num_gradual(2.5, unit="epochs") == 2.5
-    assert check_num_gradual(3.0, unit="epochs") == 3
+    assert DropSchedule(0.2, 2.5, "epochs", "paper").num_gradual == 2.5
+    assert DropSchedule(0.2, 3.0, "epochs", "paper").num_gradual == 3
     for bad in (0, -1, float("inf"), True, "2"):
         with pytest.raises(ValueError, match="num_gradual must be a positive number of epochs"):
-            check_num_gradual(bad, unit="epochs")
+            DropSchedule(0.2, bad, "epochs", "paper")
     with pytest.raises(ValueError, match="num_gradual_unit: epochs"):
-        check_num_gradual(2.5)
+        DropSchedule(0.2, 2.5, "iterations", "paper")
     with pytest.raises(ValueError, match="batches per epoch"):
         drop_rate_schedule(3, drop_rate=0.2, num_gradual=2, unit="epochs")
 
@@ -245,14 +246,15 @@ def test_bad_settings_fail_in_config(setting, message, base_config):
 
 
 def test_defaults(base_config):
-    config = Config("GMF", config_dict=base_config)
+    package = {k: v for k, v in base_config.items() if k != "num_gradual_unit"}
+    config = Config("GMF", config_dict=package)
     assert (config["num_gradual_unit"], config["drop_base"], config["drop_count"]) == (
-        "iterations",
+        "epochs",
         "batch",
         "paper",
     )
-    epochs = Config("GMF", config_dict={**base_config, "num_gradual_unit": "epochs"})
-    assert epochs["num_gradual"] == 30000  # accepted as 30000 epochs
+    iterations = Config("GMF", config_dict={**package, "num_gradual_unit": "iterations"})
+    assert parsed(iterations, DropSchedule).iterations() == 6  # accepted as 6 iterations
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -292,16 +294,16 @@ def test_cdae_counts_each_rows_positives_under_either_base(base, base_config):
 def test_default_keys_give_bitwise_the_same_run(base_config):
     """A seeded 1-epoch GMF T-CE run with the defaults equals one with them spelled out."""
 
+    package = {k: v for k, v in base_config.items() if k != "num_gradual_unit"}
+
     def run(**settings):
-        config = {**base_config, "adt_loss": "TCE", "num_gradual": 5, "epochs": 1, **settings}
+        config = {**package, "adt_loss": "TCE", "num_gradual": 0.5, "epochs": 1, **settings}
         _, _, (train, valid, _), model, trainer = prepare("GMF", config)
         trainer.fit(train, valid, saved=False)
         return model.state_dict(), model.denoising_summary()
 
     state, stats = run()
-    explicit, explicit_stats = run(
-        num_gradual_unit="iterations", drop_base="batch", drop_count="paper"
-    )
+    explicit, explicit_stats = run(num_gradual_unit="epochs", drop_base="batch", drop_count="paper")
     assert all(torch.equal(state[k], explicit[k]) for k in state)
     assert stats == explicit_stats and stats["dropped"] > 0
     other, _ = run(drop_count="authors")

@@ -5,6 +5,9 @@ Each raises a ``ValueError`` that names the file or split, what is wrong and the
 - the dataset folder or an ``.inter`` file is missing, or its header is not ``name:type`` pairs;
 - the false-positive flag holds values other than 0 and 1, or empty cells, which RecBole's
   ``_fill_nan`` would silently replace with the column mean (checked on the raw file);
+- a numeric field the run reads (the extra-feedback field, ``rating``, ``label``) holds NaN, an
+  empty cell or an infinite value: ``_fill_nan`` would replace the first two by the column mean,
+  and an infinity turns the normalised column, or the loss, into NaN;
 - a split is empty, or the clean test split keeps no interaction at all.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import recbole
 import yaml
 from recbole.utils import FeatureType
@@ -37,6 +41,14 @@ def check_dataset_files(config) -> None:
     name, folder = config["dataset"], config["data_path"]
     if name == EMBEDDED_DATASET and not config["benchmark_filename"]:
         return  # converted on first use
+    if name == EMBEDDED_DATASET and not os.path.isfile(inter_files(config)[0]):
+        raise ValueError(
+            f"benchmark_filename {config['benchmark_filename']} asks for split files of the "
+            f"embedded {EMBEDDED_DATASET}, which has one file and is split by eval_args. Leave "
+            "benchmark_filename out, or give --dataset=NAME --data_path=DIR for a dataset "
+            "converted with its splits (python -m dataset_converters SOURCE --input ... "
+            "--output-dir DIR)."
+        )
     if not os.path.isdir(folder):
         if name in _recbole_download_names() and not config["clean_test"]:
             return  # RecBole offers to download its own copy
@@ -118,6 +130,35 @@ def check_flag_values(frame, field: str, files: list[str], sizes: list[int]) -> 
         "Fix the file (or convert the raw data again), or set fp_field to the flag column; "
         "data without a flag needs clean_test: False."
     )
+
+
+def check_finite_fields(frame, fields: list[str], files: list[str], sizes: list[int]) -> None:
+    """``ValueError`` unless every raw value of each float column in ``fields`` is finite.
+
+    ``frame`` holds the rows of ``files`` in order, ``sizes[k]`` of them from ``files[k]``;
+    fields that ``frame`` lacks are skipped.
+    """
+    for field in dict.fromkeys(fields):
+        if field not in frame:
+            continue
+        values = frame[field].to_numpy(dtype="float64", na_value=float("nan"))
+        empty, infinite = np.isnan(values), np.isinf(values)
+        if not (empty.any() or infinite.any()):
+            continue
+        problems = []
+        if empty.any():
+            problems.append(_count(int(empty.sum()), "empty or NaN cell"))
+        if infinite.any():
+            problems.append(_count(int(infinite.sum()), "infinite value"))
+        rows = [int(row) for row in (empty | infinite).nonzero()[0][:_SHOWN]]
+        raise ValueError(
+            f"The numeric field {field!r} must be a finite number in every interaction, but it "
+            f"has {' and '.join(problems)}, first at "
+            f"{', '.join(_where(row, files, sizes) for row in rows)}. RecBole would fill empty "
+            "and NaN cells with the column mean, and an infinite value makes the loss NaN, so "
+            "this run stops. Fix those rows (or drop them) in the file, or convert the raw data "
+            "again."
+        )
 
 
 def check_splits(datasets, names: list[str], dataset_name: str) -> None:

@@ -5,6 +5,9 @@ validation, and tested the models only on true-positive interactions". The test 
 in ``build()``, before RecBole builds its samplers, so the full-sort evaluation masks train and
 valid items (false positives included) exactly as RecBole does, and a test false positive is an
 ordinary non-hit, as in the authors' code, where such items were never in the test file.
+
+The training split also carries :attr:`ADTDataset.extra_feedback`, the extra feedback
+:math:`D^*` (:mod:`recbole_adt.data.extra_feedback`), when the run uses it.
 """
 
 from __future__ import annotations
@@ -16,16 +19,27 @@ from recbole.utils import FeatureType, set_color
 from recbole_adt.data.checks import (
     check_clean_test,
     check_dataset_files,
+    check_finite_fields,
     check_flag_values,
     check_splits,
     inter_files,
 )
 from recbole_adt.data.embedded import ensure_embedded_dataset
-from recbole_adt.data.extra_feedback import select_extra_feedback
+from recbole_adt.data.extra_feedback import (
+    ExtraFeedback,
+    ExtraFeedbackSettings,
+    extra_feedback_users,
+    select_extra_feedback,
+)
 from recbole_adt.data.shared_pairs import apply_shared_pairs_policy
+from recbole_adt.settings import parsed
 
 
 class ADTDataset(Dataset):
+    # D* of the training split, set by build() when the run uses it; None on the other splits
+    # (and on the dataset before the split). RecBole's copy() carries it to copies of a split.
+    extra_feedback: ExtraFeedback | None = None
+
     def __init__(self, config):
         ensure_embedded_dataset(config)
         check_dataset_files(config)
@@ -45,9 +59,16 @@ class ADTDataset(Dataset):
             ) from err
         if self.inter_feat is None or len(self.inter_feat) == 0:
             raise ValueError(f"{', '.join(files)} holds no interactions, only a header.")
+        sizes = getattr(self, "file_size_list", None) or [len(self.inter_feat)]
         if self.field2type.get(self.fp_field) == FeatureType.FLOAT:
-            sizes = getattr(self, "file_size_list", None) or [len(self.inter_feat)]
             check_flag_values(self.inter_feat, self.fp_field, files, sizes)
+        numeric = [
+            parsed(self.config, ExtraFeedbackSettings).field,
+            self.config["RATING_FIELD"],
+            self.config["LABEL_FIELD"],
+        ]
+        floats = [f for f in numeric if f and self.field2type.get(f) == FeatureType.FLOAT]
+        check_finite_fields(self.inter_feat, floats, files, sizes)
 
     def _check_fp_field(self) -> None:
         if not self.config["clean_test"]:
@@ -72,12 +93,8 @@ class ADTDataset(Dataset):
         check_splits(datasets, list(parts or ["train", "valid", "test"]), self.dataset_name)
         if parts is not None:
             datasets = apply_shared_pairs_policy(datasets, list(parts), self.config["shared_pairs"])
-        train = datasets[0]
-        # D* (extra feedback) comes from the training split alone; models and trainers read it here.
-        train.extra_feedback = select_extra_feedback(self.config, train)
-        if train.extra_feedback is not None:
-            described = train.extra_feedback.describe()
-            self.logger.info(set_color("Extra feedback D*", "pink") + f": {described}")
+        # D* comes from the training split alone; models and trainers read it there.
+        datasets[0].extra_feedback = self._extra_feedback(datasets[0])
         if not self.config["clean_test"]:
             return datasets
         *train_valid, test = datasets
@@ -88,3 +105,22 @@ class ADTDataset(Dataset):
         )
         check_clean_test(int(is_clean.sum()), len(is_clean), self.config)
         return [*train_valid, test.copy(test.inter_feat[is_clean])]
+
+    def _extra_feedback(self, train) -> ExtraFeedback | None:
+        """D* of the training split if the run uses it (logged), else None."""
+        users = extra_feedback_users(self.config)
+        if not users:
+            return None
+        extra = select_extra_feedback(
+            parsed(self.config, ExtraFeedbackSettings), train, fp_field=self.fp_field
+        )
+        if extra is None or len(extra) == 0:
+            raise ValueError(
+                f"{' and '.join(users)} need extra feedback D*, which dataset "
+                f"{self.dataset_name!r} does not have"
+                + ("" if extra is None else " (D* is empty)")
+                + ": set fp_field for simulated extra feedback (see extra_feedback_ratio) or "
+                "extra_feedback_field for real extra feedback, or leave out what uses D*."
+            )
+        self.logger.info(set_color("Extra feedback D*", "pink") + f": {extra.describe()}")
+        return extra

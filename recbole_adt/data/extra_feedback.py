@@ -18,22 +18,25 @@ Two sources, chosen by settings:
 The user ratio :math:`|D^*_u| / |D_u|` (``D_u``: the user's training interactions, false positives
 included) decides which users colliding inference treats as sparse, and the evaluation groups of
 Table 5.
+
+A run builds :math:`D^*` only when something uses it (:func:`uses_extra_feedback`): a warmup or
+finetune phase, colliding inference, NMTR or ``adt_loss`` NR. A plain run neither builds, logs
+nor tests by it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-EXTRA_FEEDBACK_SETTINGS = (
-    "extra_feedback_field",
-    "extra_feedback_threshold",
-    "extra_feedback_ratio",
-    "extra_feedback_seed",
-)
+from recbole_adt.inference.colliding import CollidingSettings
+from recbole_adt.losses import LossChoice
+from recbole_adt.phases import PhaseSettings
+from recbole_adt.settings import parsed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,49 +79,132 @@ class ExtraFeedback:
         )
 
 
-def check_extra_feedback_settings(settings) -> None:
-    """Raise ``ValueError`` on a bad extra-feedback setting (before any data is loaded)."""
-    ratio = settings["extra_feedback_ratio"]
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-        raise ValueError(
-            f"extra_feedback_ratio must be a number in (0, 1], the share of training true "
-            f"positives revealed as extra feedback; got {ratio!r}."
+@dataclasses.dataclass(frozen=True)
+class ExtraFeedbackSettings:
+    """The parsed extra-feedback settings: where :math:`D^*` comes from, and its test groups.
+
+    ``field`` (``extra_feedback_field``) and ``threshold`` choose real :math:`D^*`; without a
+    field, ``ratio`` of the training true positives is revealed by ``seed``
+    (``extra_feedback_seed``, or the run's ``seed`` when empty). ``ratio_groups`` are the
+    user-ratio thresholds of the Table 5 test groups.
+    """
+
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "extra_feedback_field",
+        "extra_feedback_threshold",
+        "extra_feedback_ratio",
+        "extra_feedback_seed",
+        "ratio_groups",
+    )
+
+    field: str | None
+    threshold: float
+    ratio: float
+    seed: int
+    ratio_groups: tuple[float, ...]
+
+    @classmethod
+    def from_config(cls, config) -> ExtraFeedbackSettings:
+        ratio = config["extra_feedback_ratio"]
+        if not _is_number(ratio) or not 0 < ratio <= 1:
+            raise ValueError(
+                "extra_feedback_ratio must be a number in (0, 1], the share of training true "
+                f"positives revealed as simulated extra feedback; got {ratio!r}. E.g. "
+                "--extra_feedback_ratio=0.2."
+            )
+        threshold = config["extra_feedback_threshold"]
+        if not _is_number(threshold) or not math.isfinite(threshold):
+            raise ValueError(
+                f"extra_feedback_threshold must be a number, got {threshold!r}: with "
+                "extra_feedback_field, a value >= it marks reliable feedback (0.5 for a 0/1 "
+                "flag, 5 for five-star ratings)."
+            )
+        seed = config["extra_feedback_seed"]
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(
+                f"extra_feedback_seed must be an integer or empty (~: the run's seed), got "
+                f"{seed!r}."
+            )
+        field = config["extra_feedback_field"] or None
+        if field is not None and not isinstance(field, str):
+            raise ValueError(
+                f"extra_feedback_field must be a field name, or empty (~) to simulate extra "
+                f"feedback, got {field!r}."
+            )
+        return cls(
+            field=field,
+            threshold=float(threshold),
+            ratio=float(ratio),
+            seed=int(config["seed"] if seed is None else seed),
+            ratio_groups=_ratio_groups(config["ratio_groups"]),
         )
-    threshold = settings["extra_feedback_threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise ValueError(f"extra_feedback_threshold must be a number, got {threshold!r}.")
-    seed = settings["extra_feedback_seed"]
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"extra_feedback_seed must be an integer or empty, got {seed!r}.")
-    field = settings["extra_feedback_field"]
-    if field is not None and not isinstance(field, str):
-        raise ValueError(f"extra_feedback_field must be a field name, got {field!r}.")
+
+    @property
+    def source(self) -> str:
+        return self.field or f"simulated, ratio {self.ratio:g}"
 
 
-def select_extra_feedback(config, train_dataset) -> ExtraFeedback | None:
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _ratio_groups(value) -> tuple[float, ...]:
+    values = [] if value is None else value if isinstance(value, (list, tuple)) else [value]
+    if not all(_is_number(v) and math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(
+            f"ratio_groups must be a list of numbers > 0, or empty, got {value!r}: the test "
+            "also scores the users whose ratio |D*_u|/|D_u| is below each (paper Table 5), "
+            "e.g. --ratio_groups=[0.1,0.2,0.3]."
+        )
+    return tuple(float(v) for v in values)
+
+
+# The model and the base loss that train on D* themselves (model/nmtr.py; losses.nr_weighted_bce).
+_MODELS_ON_EXTRA_FEEDBACK = ("NMTR",)
+_BASE_LOSSES_ON_EXTRA_FEEDBACK = ("nr",)
+
+
+def extra_feedback_users(config) -> tuple[str, ...]:
+    """What in a run trains or infers on :math:`D^*`: the warmup and finetune phases,
+    colliding inference, the NMTR model and ``adt_loss`` NR. Empty for a run without D*."""
+    users = [
+        f"the {phase.name} phase"
+        for phase in parsed(config, PhaseSettings).phases
+        if phase.on_extra_feedback
+    ]
+    if parsed(config, CollidingSettings).enabled:
+        users.append("colliding inference")
+    if config["model"] in _MODELS_ON_EXTRA_FEEDBACK:
+        users.append(f"model {config['model']}")
+    loss = parsed(config, LossChoice)
+    if loss.base in _BASE_LOSSES_ON_EXTRA_FEEDBACK:
+        users.append(f"adt_loss {loss.name}")
+    return tuple(dict.fromkeys(users))
+
+
+def uses_extra_feedback(config) -> bool:
+    """Whether a run uses :math:`D^*`; only then is it built, logged and tested by ratio group."""
+    return bool(extra_feedback_users(config))
+
+
+def select_extra_feedback(
+    settings: ExtraFeedbackSettings, train_dataset, *, fp_field: str | None
+) -> ExtraFeedback | None:
     """:math:`D^*` of a built training split, or None where neither source is available."""
     inter = train_dataset.inter_feat
-    field = config["extra_feedback_field"]
-    if field:
-        if field not in inter:
+    if settings.field:
+        if settings.field not in inter:
             raise ValueError(
-                f"extra_feedback_field {field!r} is not a loaded field of dataset "
+                f"extra_feedback_field {settings.field!r} is not a loaded field of dataset "
                 f"{train_dataset.dataset_name!r}; loaded: {sorted(inter.columns)}. Declare it "
-                f"'{field}:float' in the .inter header, or leave extra_feedback_field empty to "
-                "simulate extra feedback."
+                f"'{settings.field}:float' in the .inter header, or leave extra_feedback_field "
+                "empty to simulate extra feedback."
             )
-        row_mask = inter[field].double() >= config["extra_feedback_threshold"]
-        source = field
+        row_mask = inter[settings.field].double() >= settings.threshold
     else:
-        fp_field = config["fp_field"]
         if not fp_field or fp_field not in inter:
             return None
-        row_mask = _reveal(
-            inter[fp_field] < 0.5,
-            ratio=config["extra_feedback_ratio"],
-            seed=_seed(config),
-        )
-        source = f"simulated, ratio {config['extra_feedback_ratio']}"
+        row_mask = _reveal(inter[fp_field] < 0.5, ratio=settings.ratio, seed=settings.seed)
     users = inter[train_dataset.uid_field].long()
     items = inter[train_dataset.iid_field].long()
     n_users, n_items = train_dataset.user_num, train_dataset.item_num
@@ -129,13 +215,8 @@ def select_extra_feedback(config, train_dataset) -> ExtraFeedback | None:
         n_items=n_items,
         extra_count=torch.bincount(users[row_mask], minlength=n_users),
         implicit_count=torch.bincount(users, minlength=n_users),
-        source=source,
+        source=settings.source,
     )
-
-
-def _seed(config) -> int:
-    seed = config["extra_feedback_seed"]
-    return int(config["seed"] if seed is None else seed)
 
 
 def _reveal(candidates: torch.Tensor, *, ratio: float, seed: int) -> torch.Tensor:

@@ -17,15 +17,36 @@ clean and false-positive interactions for the per-epoch log line
 (:class:`~recbole_adt.model.DenoisingLossMixin`). Every subclass that sets ``name`` is
 registered; :mod:`recbole_adt.denoisers` imports every module of the package, so adding a
 denoiser is adding a file.
+
+A denoiser class declares everything the rest of the package knows about it: the ``adt_loss``
+names it serves with their base loss and display name (:class:`AdtLoss`), its settings owner
+(a frozen class with ``KEYS`` and ``from_config``, :class:`~recbole_adt.settings.SettingsOwner`)
+and its default hyper-parameter grid. The loss table (:data:`recbole_adt.losses.ADT_LOSSES`),
+the result tables' names, the default grids and ``compare``'s lists are derived from them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import ClassVar, NamedTuple
 
 import torch
 
 REGISTRY: dict[str, type[Denoiser]] = {}
+
+# The base losses an adt_loss name can denoise (recbole_adt.losses), in the order names are listed.
+BASE_LOSSES = ("bce", "nr", "bpr")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdtLoss:
+    """An ``adt_loss`` name: the base loss its denoiser applies to, and its name in tables."""
+
+    name: str  # the setting's value, upper case: TCE
+    base: str  # one of BASE_LOSSES
+    display: str  # T-CE
+    denoiser: str = ""  # the registered denoiser's name, filled in by the registry
 
 
 class Denoised(NamedTuple):
@@ -43,9 +64,11 @@ class Denoiser:
     (follows the drop-rate schedule; the log line shows the drop counts), ``weights`` (the log
     line shows the mean weights), ``relabels`` (the log line shows the relabelled counts; the
     last call's bool mask of positives trained as negatives is kept in ``relabelled``) and
-    ``keyed`` (:meth:`__call__` also takes each entry's ``users`` and ``items``), and override
-    :meth:`__call__` and, if they take settings, :meth:`from_config`; a denoiser with state
-    over the training split overrides :meth:`prepare` and :meth:`start_epoch`.
+    ``keyed`` (:meth:`__call__` also takes each entry's ``users`` and ``items``); they declare
+    ``adt_losses`` (the names they serve), ``order`` (their place in lists of names),
+    ``settings`` (their settings owner, parsed once per config) and ``default_grid``; and they
+    override :meth:`__call__` and, if they take settings, :meth:`from_config`. A denoiser with
+    state over the training split overrides :meth:`prepare` and :meth:`start_epoch`.
     """
 
     name: ClassVar[str] = "none"
@@ -53,6 +76,16 @@ class Denoiser:
     weights: ClassVar[bool] = False
     relabels: ClassVar[bool] = False
     keyed: ClassVar[bool] = False
+    # The adt_loss names this denoiser serves. NR's weights are the base loss's settings
+    # (recbole_adt.losses.NRWeights), not a denoiser's.
+    adt_losses: ClassVar[tuple[AdtLoss, ...]] = (
+        AdtLoss("CE", "bce", "CE"),
+        AdtLoss("NR", "nr", "NR"),
+        AdtLoss("BPR", "bpr", "BPR"),
+    )
+    order: ClassVar[int] = 0  # where its names come among those of one base loss
+    settings: ClassVar[type | None] = None  # the owner of its settings, if it has any
+    default_grid: ClassVar[Mapping[str, tuple]] = {}  # the paper's search, setting -> values
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

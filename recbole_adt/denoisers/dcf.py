@@ -70,38 +70,69 @@ Deviations from the authors' code, each a fix of what the paper describes:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from recbole_adt.denoisers.base import Denoised, Denoiser
-from recbole_adt.denoisers.truncate import drop_count
-
-# name -> (default, description of the valid range); the authors' defaults (main.py).
-DCF_SETTINGS = {
-    "dcf_relabel_ratio": (0.05, "a number in [0, 1]"),
-    "dcf_co_lambda": (1e-4, "a number in [0, 1]"),
-    "dcf_time_step": (3, "an integer >= 1"),
-}
+from recbole_adt.denoisers.base import AdtLoss, Denoised, Denoiser
+from recbole_adt.denoisers.truncate import Truncate, drop_count
+from recbole_adt.phases import PhaseSettings
+from recbole_adt.settings import parsed
 
 
-def check_dcf_settings(settings) -> tuple[float, float, int]:
-    """Validate DCF's settings; returns (relabel ratio, sigma^2, time step) or ``ValueError``."""
-    values = []
-    for name, (default, valid) in DCF_SETTINGS.items():
-        value = settings[name] if name in settings else default
-        if isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-        else:
-            ok = (
-                isinstance(value, (int, float))
-                and not isinstance(value, bool)
-                and math.isfinite(value)
-                and 0 <= value <= 1
+@dataclass(frozen=True)
+class DCFSettings:
+    r"""The owner of DCF's three settings (defaults: the authors', ``main.py``).
+
+    ``relabel_ratio`` (``dcf_relabel_ratio``, :math:`r` in [0, 1]), ``co_lambda``
+    (``dcf_co_lambda``, :math:`\sigma^2` in [0, 1]) and ``time_step`` (``dcf_time_step``,
+    :math:`v`, epochs per memory window, an integer >= 1).
+    """
+
+    KEYS: ClassVar[tuple[str, ...]] = ("dcf_relabel_ratio", "dcf_co_lambda", "dcf_time_step")
+
+    relabel_ratio: float
+    co_lambda: float
+    time_step: int
+
+    def __post_init__(self) -> None:
+        for key, value in zip(self.KEYS[:2], (self.relabel_ratio, self.co_lambda)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and 0 <= value <= 1)
+            ):
+                raise ValueError(
+                    f"{key} must be a number in [0, 1], got {value!r}: "
+                    + _MEANING[key]
+                    + f", e.g. --{key}={_EXAMPLE[key]}."
+                )
+        time_step = self.time_step
+        if isinstance(time_step, bool) or not isinstance(time_step, int) or time_step < 1:
+            raise ValueError(
+                f"dcf_time_step must be an integer >= 1, got {time_step!r}: "
+                + _MEANING["dcf_time_step"]
+                + ", e.g. --dcf_time_step=3."
             )
-        if not ok:
-            raise ValueError(f"{name} must be {valid} (default {default}), got {value!r}.")
-        values.append(value if isinstance(default, int) else float(value))
-    return tuple(values)
+        object.__setattr__(self, "relabel_ratio", float(self.relabel_ratio))
+        object.__setattr__(self, "co_lambda", float(self.co_lambda))
+
+    @classmethod
+    def from_config(cls, config) -> DCFSettings:
+        return cls(
+            relabel_ratio=config["dcf_relabel_ratio"],
+            co_lambda=config["dcf_co_lambda"],
+            time_step=config["dcf_time_step"],
+        )
+
+
+_MEANING = {
+    "dcf_relabel_ratio": "the share of each batch's dropped positives relabelled 1 -> 0",
+    "dcf_co_lambda": "sigma^2 of the loss lower bound (Eq. 4), decayed to 0 over the epochs",
+    "dcf_time_step": "the epochs of one window of the loss memory",
+}
+_EXAMPLE = {"dcf_relabel_ratio": 0.05, "dcf_co_lambda": 0.0001}
 
 
 def damp(loss: torch.Tensor) -> torch.Tensor:
@@ -160,15 +191,15 @@ class DCF(Denoiser):
     drops = True
     relabels = True
     keyed = True
+    adt_losses = (AdtLoss("DCF", "bce", "DCF"),)
+    order = 3
+    settings = DCFSettings
+    default_grid = Truncate.default_grid  # DCF drops on T-CE's schedule
 
     def __init__(self, *, relabel_ratio: float, co_lambda: float, time_step: int, epochs: int):
-        self.relabel_ratio, self.co_lambda, self.time_step = check_dcf_settings(
-            {
-                "dcf_relabel_ratio": relabel_ratio,
-                "dcf_co_lambda": co_lambda,
-                "dcf_time_step": time_step,
-            }
-        )
+        checked = DCFSettings(relabel_ratio, co_lambda, time_step)
+        self.relabel_ratio, self.co_lambda = checked.relabel_ratio, checked.co_lambda
+        self.time_step = checked.time_step
         self.epochs = max(int(epochs), 1)  # the ADT epochs, over which sigma^2 decays to 0
         self.epoch = 0  # s: ADT epochs started so far
         self.memory: InteractionMemory | None = None
@@ -176,13 +207,12 @@ class DCF(Denoiser):
 
     @classmethod
     def from_config(cls, config) -> DCF:
-        from recbole_adt.phases import parse_phases
-
-        phases = parse_phases(config["phases"], config["epochs"])
-        epochs = next((phase.epochs for phase in phases if phase.name == "adt"), config["epochs"])
-        relabel_ratio, co_lambda, time_step = check_dcf_settings(config)
+        settings = parsed(config, DCFSettings)
         return cls(
-            relabel_ratio=relabel_ratio, co_lambda=co_lambda, time_step=time_step, epochs=epochs
+            relabel_ratio=settings.relabel_ratio,
+            co_lambda=settings.co_lambda,
+            time_step=settings.time_step,
+            epochs=parsed(config, PhaseSettings).adt.epochs,
         )
 
     def prepare(self, dataset, *, device=None) -> None:

@@ -24,17 +24,43 @@ with :math:`\hat y = \sigma(\text{margin})` detached, so the weight is not diffe
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from recbole_adt.denoisers.base import Denoised, Denoiser
+from recbole_adt.denoisers.base import AdtLoss, Denoised, Denoiser
+from recbole_adt.settings import parsed
 
 
 def check_beta(beta: float) -> float:
-    """Validate the R-CE exponent :math:`\\beta`: it must be a number >= 0."""
-    if not (isinstance(beta, (int, float)) and beta >= 0 and math.isfinite(beta)):
-        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}.")
+    r"""Validate the R-CE exponent :math:`\beta`: it must be a number >= 0."""
+    if (
+        isinstance(beta, bool)
+        or not isinstance(beta, (int, float))
+        or not (math.isfinite(beta) and beta >= 0)
+    ):
+        raise ValueError(
+            f"beta must be a finite number >= 0, got {beta!r}: it is R-CE's weight exponent, 0 "
+            "being plain CE (the paper searches 0.05 to 1.0), e.g. --beta=0.25."
+        )
     return float(beta)
+
+
+@dataclass(frozen=True)
+class ReweightSettings:
+    """The owner of ``beta``, the exponent of the weights (Eq. 6)."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("beta",)
+
+    beta: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta", check_beta(self.beta))
+
+    @classmethod
+    def from_config(cls, config) -> ReweightSettings:
+        return cls(beta=config["beta"])
 
 
 def rce_weight(logits: torch.Tensor, labels: torch.Tensor, *, beta: float) -> torch.Tensor:
@@ -53,13 +79,18 @@ class Reweight(Denoiser):
 
     name = "reweight"
     weights = True
+    adt_losses = (AdtLoss("RCE", "bce", "R-CE"), AdtLoss("RBPR", "bpr", "R-BPR"))
+    order = 2
+    settings = ReweightSettings
+    # The paper's grid (section 5).
+    default_grid = {"beta": (0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0)}
 
     def __init__(self, *, beta: float):
-        self.beta = check_beta(beta)
+        self.beta = ReweightSettings(beta).beta
 
     @classmethod
     def from_config(cls, config) -> Reweight:
-        return cls(beta=config["beta"])
+        return cls(beta=parsed(config, ReweightSettings).beta)
 
     def __call__(self, loss, margin, labels, *, num_drop=0) -> Denoised:
         weight = rce_weight(margin, labels, beta=self.beta)

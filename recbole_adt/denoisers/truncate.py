@@ -21,14 +21,15 @@ entries are dropped, :math:`|\bar D_T|` being the number of entries of the batch
 
 Two options sit next to that count, which stays the default:
 
-- ``drop_base`` (:data:`DROP_BASES`): ``batch`` takes :math:`n` = every entry of the batch,
-  positives and sampled negatives (the paper's :math:`|\bar D_T|`); ``positives`` takes
-  :math:`n` = the batch's positives only, so the share of *positives* dropped is
-  :math:`\epsilon` whatever the number of sampled negatives (with one negative per positive,
-  ``batch`` drops up to :math:`2\epsilon` of them).
-- ``drop_count`` (:data:`DROP_COUNTS`): ``paper`` drops :math:`\lfloor \epsilon n \rfloor`;
-  ``authors`` drops what the authors' released code drops (github.com/WenjieWWJ/DenoisingRec,
-  ``T_CE/loss.py``)::
+- ``drop_base`` (:data:`DROP_BASES`, owned by :class:`TruncateSettings`): ``batch`` takes
+  :math:`n` = every entry of the batch, positives and sampled negatives (the paper's
+  :math:`|\bar D_T|`); ``positives`` takes :math:`n` = the batch's positives only, so the share
+  of *positives* dropped is :math:`\epsilon` whatever the number of sampled negatives (with one
+  negative per positive, ``batch`` drops up to :math:`2\epsilon` of them).
+- ``drop_count`` (:data:`~recbole_adt.schedule.DROP_COUNTS`, owned with the ramp that goes with
+  it by :class:`~recbole_adt.schedule.DropSchedule`): ``paper`` drops
+  :math:`\lfloor \epsilon n \rfloor`; ``authors`` drops what the authors' released code drops
+  (github.com/WenjieWWJ/DenoisingRec, ``T_CE/loss.py``)::
 
       loss_mul = loss * t
       ind_sorted = np.argsort(loss_mul.cpu().data).cuda()
@@ -62,42 +63,38 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from recbole_adt.denoisers.base import Denoised, Denoiser
+from recbole_adt.denoisers.base import AdtLoss, Denoised, Denoiser
 
 DROP_BASES = ("batch", "positives")
-DROP_COUNTS = ("paper", "authors")
 
 
-def check_drop_rate(drop_rate: float) -> float:
-    """Validate :math:`\\epsilon_{max}` (or any drop rate): it must lie in [0, 1)."""
-    if not (isinstance(drop_rate, (int, float)) and 0.0 <= drop_rate < 1.0):
-        raise ValueError(f"drop_rate must be a number in [0, 1), got {drop_rate!r}.")
-    return float(drop_rate)
+@dataclass(frozen=True)
+class TruncateSettings:
+    """The owner of ``drop_base``: what :math:`n` of the drop count counts (:data:`DROP_BASES`).
 
+    The schedule's settings (``drop_rate``, ``num_gradual``, its unit and ``drop_count``) are
+    :class:`~recbole_adt.schedule.DropSchedule`'s.
+    """
 
-def check_drop_base(base: str) -> str:
-    """Validate ``drop_base``: one of :data:`DROP_BASES`."""
-    if base not in DROP_BASES:
-        raise ValueError(
-            f"drop_base must be one of {', '.join(DROP_BASES)}, got {base!r}: batch drops a "
-            "share of all the batch's rows (positives and sampled negatives, as the paper), "
-            "positives a share of its positives only."
-        )
-    return base
+    KEYS: ClassVar[tuple[str, ...]] = ("drop_base",)
 
+    drop_base: str
 
-def check_drop_count(rule: str) -> str:
-    """Validate ``drop_count``: one of :data:`DROP_COUNTS`."""
-    if rule not in DROP_COUNTS:
-        raise ValueError(
-            f"drop_count must be one of {', '.join(DROP_COUNTS)}, got {rule!r}: paper drops "
-            "floor(eps * n) with the schedule of Eq. 3, authors drops n - floor((1 - eps) * n) "
-            "with the linspace ramp of the authors' released code."
-        )
-    return rule
+    def __post_init__(self) -> None:
+        if self.drop_base not in DROP_BASES:
+            raise ValueError(
+                f"drop_base must be one of {', '.join(DROP_BASES)}, got {self.drop_base!r}: "
+                "batch drops a share of all the batch's rows (positives and sampled negatives, "
+                "as the paper), positives a share of its positives only. E.g. --drop_base=batch."
+            )
+
+    @classmethod
+    def from_config(cls, config) -> TruncateSettings:
+        return cls(drop_base=config["drop_base"])
 
 
 def drop_count(
@@ -117,7 +114,7 @@ def drop_count(
         if isinstance(size, torch.Tensor):
             return size - torch.floor((1.0 - drop_rate) * size + 1e-9).long()
         return size - math.floor((1.0 - drop_rate) * size + 1e-9)
-    return drop_count(drop_rate, size, rule=check_drop_count(rule))
+    raise ValueError(f"Unknown drop count rule {rule!r}; valid choices are paper, authors.")
 
 
 @dataclass(frozen=True)
@@ -146,9 +143,11 @@ def batch_drop_count(
     (the count grows with :math:`n`), so no host sync either way.
     """
     everything = drop_count(drop_rate, labels.numel(), rule=rule)
-    if check_drop_base(base) == "batch":
+    if base == "batch":
         return everything
-    return BoundedCount(drop_count(drop_rate, (labels > 0.5).sum(), rule=rule), everything)
+    if base == "positives":
+        return BoundedCount(drop_count(drop_rate, (labels > 0.5).sum(), rule=rule), everything)
+    raise ValueError(f"Unknown drop_base {base!r}; valid choices are {', '.join(DROP_BASES)}.")
 
 
 def largest_loss_positives(
@@ -195,6 +194,15 @@ class Truncate(Denoiser):
 
     name = "truncate"
     drops = True
+    adt_losses = (AdtLoss("TCE", "bce", "T-CE"), AdtLoss("TBPR", "bpr", "T-BPR"))
+    order = 1
+    settings = TruncateSettings
+    # The paper's grid (section 5): epsilon_max x epsilon_N, counted in iterations.
+    default_grid = {
+        "drop_rate": (0.05, 0.1, 0.2),
+        "num_gradual": (1000, 5000, 10000, 20000, 30000),
+        "num_gradual_unit": ("iterations",),
+    }
 
     def __call__(self, loss, margin, labels, *, num_drop=0) -> Denoised:
         dropped = largest_loss_positives(loss, labels, num_drop)

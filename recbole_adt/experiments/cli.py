@@ -5,9 +5,11 @@
     python -m recbole_adt.experiments grid --models GMF --losses tce,rce --output out/grid
     python -m recbole_adt.experiments compare ... --tuned out/grid   # with the chosen settings
 
-Any other --key=value is a setting of every run, as with run_recbole_adt.py. Exit codes:
-0 every run finished, 1 some run failed (rerun the command to retry it), 2 a setting or name
-to fix.
+Any other --key=value is a setting of every run, as with run_recbole_adt.py. Every name,
+setting and grid value is checked before the first run. Exit codes: 0 every run finished, 1
+some run failed (rerun the command to retry it), 2 a setting, name or folder to fix (or
+another command is writing to the same --output), 128 + N stopped by signal N (143: SIGTERM,
+130: Ctrl-C; the same command again finishes the rest).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 
 from recbole_adt.cli import DEBUG_ENV, _check_settings_args
 from recbole_adt.experiments.choices import settings_from_args
 from recbole_adt.experiments.compare import compare
 from recbole_adt.experiments.grid import grid_search
+from recbole_adt.experiments.workspace import Stopped
 
 PROG = "python -m recbole_adt.experiments"
 
@@ -142,6 +146,17 @@ def main(argv: list[str] | None = None) -> None:
             f"{PROG}: error: {err}\n(--debug or {DEBUG_ENV}=1 shows the traceback)", file=sys.stderr
         )
         raise SystemExit(2) from None
+    except (Stopped, KeyboardInterrupt) as stop:
+        if debug:
+            raise
+        stop = Stopped(getattr(stop, "signum", signal.SIGINT))  # KeyboardInterrupt: Ctrl-C
+        print(
+            f"{PROG}: {stop}: the finished runs are kept in {args.output}/results.csv, the run "
+            "in progress is recorded there as interrupted, and no temporary file is left. Run "
+            "the same command again to finish (finished runs are skipped).",
+            file=sys.stderr,
+        )
+        raise SystemExit(stop.exit_code) from None
     raise SystemExit(1 if outcome["failed"] else 0)
 
 

@@ -17,8 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from recbole_adt.data.embedded import EMBEDDED_DATASET
+from recbole_adt.denoisers import ADT_LOSS_NAMES, DENOISERS
 from recbole_adt.experiments import plots
 from recbole_adt.experiments.choices import (
+    check_jobs,
     loss_names,
     make_experiment,
     model_names,
@@ -27,11 +29,22 @@ from recbole_adt.experiments.choices import (
 )
 from recbole_adt.experiments.grid import read_tuned
 from recbole_adt.experiments.results import OK, TEST, write_atomic
-from recbole_adt.experiments.runner import BASELINE, make_spec, run_all
+from recbole_adt.experiments.runner import (
+    BASELINE,
+    Experiment,
+    RunSpec,
+    check_runs,
+    make_spec,
+    run_all,
+)
 from recbole_adt.experiments.tables import Group, compare_markdown, group_runs
+from recbole_adt.experiments.workspace import Workspace
 
 TABLE_FILE = "results.md"
-_TRUNCATING = ("tce", "tbpr", "dcf")
+# The losses whose denoiser follows the drop-rate schedule (their runs get a drop plot).
+_TRUNCATING = tuple(
+    name.lower() for name, loss in ADT_LOSS_NAMES.items() if DENOISERS[loss.denoiser].drops
+)
 
 
 def compare(
@@ -60,6 +73,11 @@ def compare(
     with the same settings are skipped. ``jobs`` runs that many at once in spawned processes
     (the same results; a calling script needs ``if __name__ == "__main__":``). Returns
     ``{"rows", "groups", "results_csv", "results_md", "plots", "failed"}``.
+
+    Every name, setting and run is checked before the first run starts (a ``ValueError``).
+    ``DIR`` is locked while the runs write to it; a stop signal records the runs in progress
+    as interrupted and raises :class:`~recbole_adt.experiments.workspace.Stopped`
+    (:class:`~recbole_adt.experiments.workspace.Workspace`).
     """
     model_list = model_names(split_list(models))
     baseline_list = model_names(split_list(baselines), "--baselines")
@@ -68,7 +86,15 @@ def compare(
         raise ValueError("Nothing to compare: give --models (with --losses) or --baselines.")
     if model_list and not loss_list:
         raise ValueError("--models needs --losses, e.g. --losses ce,tce,rce.")
+    both = [model for model in model_list if model in baseline_list]
+    if both:
+        raise ValueError(
+            f"{', '.join(both)} in both --models and --baselines: a baseline trains with the "
+            "model's own loss (adt_loss CE), the same runs as --losses ce. Give each model in "
+            "one of them."
+        )
     seed_values = seed_list(seeds)
+    check_jobs(jobs)
     experiment = make_experiment(
         output,
         dataset=dataset,
@@ -78,6 +104,9 @@ def compare(
         verbose=verbose,
     )
     choices = read_tuned(tuned) if tuned else {}
+    unused = [f"{m}/{loss}" for m, loss in choices if m not in model_list or loss not in loss_list]
+    if unused:
+        echo(f"--tuned: not used, as those models and losses are not compared: {unused}")
     specs = [
         make_spec(model, loss, seed, choices.get((model, loss)))
         for model in model_list
@@ -85,7 +114,33 @@ def compare(
         for seed in seed_values
     ]
     specs += [make_spec(model, BASELINE, seed) for model in baseline_list for seed in seed_values]
+    check_runs(experiment, specs)
     echo(f"compare: {len(specs)} runs into {experiment.output}")
+    with Workspace(experiment.output, echo):
+        return _compare_runs(
+            experiment,
+            specs,
+            seed_values,
+            jobs=jobs,
+            plots_wanted=plots_wanted,
+            command=command,
+            dataset=dataset,
+            echo=echo,
+        )
+
+
+def _compare_runs(
+    experiment: Experiment,
+    specs: list[RunSpec],
+    seed_values: list[int],
+    *,
+    jobs: int,
+    plots_wanted: bool,
+    command: str | None,
+    dataset: str | None,
+    echo: Callable[[str], None],
+) -> dict:
+    """Run the checked specs in the locked output folder; write the table and the plots."""
     rows = run_all(experiment, specs, jobs=jobs, echo=echo)
     groups = group_runs(specs, rows)
 

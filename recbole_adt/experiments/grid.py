@@ -1,8 +1,11 @@
 """Hyper-parameter search over the paper's grids, selected on validation only (section 5).
 
-The paper's grids: T-CE ε_max ∈ {0.05, 0.1, 0.2} × ε_N ∈ {1k, 5k, 10k, 20k, 30k} iterations;
-R-CE β ∈ {0.05, 0.1, ..., 0.25, 0.5, 1.0}; colliding inference |N_u| ∈ {1, 3, 5, 10, 20, 50,
-100} × λ ∈ {0, 0.1, ..., 1}. T-BPR and DCF share T-CE's schedule grid, R-BPR R-CE's.
+The paper's grids, each declared by its denoiser (:mod:`recbole_adt.denoisers`): T-CE
+ε_max ∈ {0.05, 0.1, 0.2} × ε_N ∈ {1k, 5k, 10k, 20k, 30k} iterations (``num_gradual_unit:
+iterations`` goes with it); R-CE β ∈ {0.05, 0.1, ..., 0.25, 0.5, 1.0}; colliding inference
+|N_u| ∈ {1, 3, 5, 10, 20, 50, 100} × λ ∈ {0, 0.1, ..., 1}. T-BPR and DCF share T-CE's schedule
+grid, R-BPR R-CE's. A choice that sets ``num_gradual`` also records the ``num_gradual_unit`` its
+runs used, so that ``compare --tuned`` reruns the same ramp whatever the default.
 
 Every grid point trains once per search seed; the point with the best mean *validation* value
 of ``valid_metric``, read at the checkpoint the run's checkpoint rule chose, wins (ties: the
@@ -24,8 +27,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from recbole_adt.config import SETTINGS_OWNERS
+from recbole_adt.denoisers import ADT_LOSS_NAMES, DENOISERS
 from recbole_adt.experiments import plots
 from recbole_adt.experiments.choices import (
+    check_jobs,
     config_value,
     literal,
     loss_names,
@@ -35,29 +41,35 @@ from recbole_adt.experiments.choices import (
     split_list,
 )
 from recbole_adt.experiments.results import OK, TEST, display_loss, write_atomic
-from recbole_adt.experiments.runner import check_settings, make_spec, run_all
+from recbole_adt.experiments.runner import (
+    Experiment,
+    RunSpec,
+    check_runs,
+    check_settings,
+    make_spec,
+    run_all,
+)
 from recbole_adt.experiments.tables import (
     Group,
     grid_markdown,
     group_runs,
     selection_value,
 )
+from recbole_adt.experiments.workspace import Workspace
+from recbole_adt.known_settings import check_known_settings
 
 CHOICES_FILE = "grid_choice.json"
 GRID_FILE = "grid.md"
 
-TRUNCATE_GRID = {"drop_rate": [0.05, 0.1, 0.2], "num_gradual": [1000, 5000, 10000, 20000, 30000]}
-REWEIGHT_GRID = {"beta": [0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0]}
 COLLIDING_GRID = {
     "colliding_neighbours": [1, 3, 5, 10, 20, 50, 100],
     "colliding_lambda": [round(0.1 * k, 1) for k in range(11)],
 }
+# loss (lower case) -> the paper's grid, the one its denoiser declares
 DEFAULT_GRIDS = {
-    "tce": TRUNCATE_GRID,
-    "tbpr": TRUNCATE_GRID,
-    "dcf": TRUNCATE_GRID,
-    "rce": REWEIGHT_GRID,
-    "rbpr": REWEIGHT_GRID,
+    name.lower(): DENOISERS[loss.denoiser].default_grid
+    for name, loss in ADT_LOSS_NAMES.items()
+    if DENOISERS[loss.denoiser].default_grid
 }
 
 
@@ -90,8 +102,29 @@ def parse_grid(texts: Sequence[str]) -> dict[str, list]:
         if name in grid:
             raise ValueError(f"--grid {name} is given twice: give all its values in one --grid.")
         grid[name] = [literal(part) for part in parts]
+    return check_grid(grid)
+
+
+def check_grid(grid: Mapping[str, Sequence]) -> dict[str, list]:
+    """``grid`` as lists, checked: known setting names that the experiment does not set
+    itself, each with at least one value and none twice. The values are checked with each
+    run's Config (:func:`~recbole_adt.experiments.runner.check_runs`)."""
     check_settings(grid, "--grid")
-    return grid
+    check_known_settings(grid, "--grid", SETTINGS_OWNERS)
+    checked = {}
+    for name, values in grid.items():
+        if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
+            values = [values]  # one value
+        if not values:
+            raise ValueError(f"--grid {name} has no values: give them, e.g. --grid {name}=V1,V2.")
+        for index, value in enumerate(values):
+            if value in values[:index]:
+                raise ValueError(
+                    f"--grid {name} lists {value!r} twice: each grid point runs once, and a "
+                    "repeat would train the same runs again. Remove the repeat."
+                )
+        checked[name] = list(values)
+    return checked
 
 
 def grid_points(grid: Mapping[str, Sequence]) -> list[dict]:
@@ -124,17 +157,19 @@ def grid_search(
     ``DIR/grid_choice.json`` (the choices, merged with earlier searches in ``DIR``; give it to
     ``compare(tuned=...)``) and ``DIR/grid_<model>_<loss>.png``. Returns ``{"choices": {"MODEL/
     loss": choice}, "rows": [...], "plots": [...], "failed": n}``.
+
+    As in :func:`~recbole_adt.experiments.compare.compare`, every name, grid value and run is
+    checked before the first run starts, and the output folder is locked while it runs.
     """
     model_list = model_names(split_list(models))
     loss_list = loss_names(split_list(losses))
     if not model_list or not loss_list:
         raise ValueError("A grid search needs at least one model (--models) and loss (--loss).")
-    if grid is not None and not isinstance(grid, Mapping):
-        grid = parse_grid(list(grid))
     if grid is not None:
-        check_settings(grid, "--grid")
+        grid = check_grid(grid) if isinstance(grid, Mapping) else parse_grid(list(grid))
     search_seeds = seed_list(seeds)
-    final = seed_list(final_seeds) if final_seeds not in (None, 0, "0", "") else []
+    final = seed_list(final_seeds, "--final_seeds") if final_seeds not in (None, 0, "0", "") else []
+    check_jobs(jobs)
     experiment = make_experiment(
         output,
         dataset=dataset,
@@ -165,6 +200,7 @@ def grid_search(
                 f"{name} is both searched (--grid or the loss's grid) and set (--{name}=...): "
                 "leave the --key=value out, or give the values you want as --grid."
             )
+    earlier = _earlier_choices(experiment.output / CHOICES_FILE)
     searches = {
         (model, loss): [
             [make_spec(model, loss, seed, point) for seed in search_seeds]
@@ -174,7 +210,34 @@ def grid_search(
         for loss in loss_list
     }
     all_specs = [spec for points in searches.values() for specs in points for spec in specs]
+    check_runs(experiment, all_specs)  # the final seeds' runs have the same settings
     echo(f"grid search: {len(all_specs)} runs ({'; '.join(_search_sizes(searches))})")
+    with Workspace(experiment.output, echo):
+        return _search(
+            experiment,
+            searches,
+            search_seeds,
+            final,
+            earlier=earlier,
+            jobs=jobs,
+            plots_wanted=plots_wanted,
+            echo=echo,
+        )
+
+
+def _search(
+    experiment: Experiment,
+    searches: Mapping[tuple[str, str], list[list[RunSpec]]],
+    search_seeds: list[int],
+    final: list[int],
+    *,
+    earlier: dict,
+    jobs: int,
+    plots_wanted: bool,
+    echo: Callable[[str], None],
+) -> dict:
+    """Run the checked searches in the locked output folder; write the choices and tables."""
+    all_specs = [spec for points in searches.values() for specs in points for spec in specs]
     rows = run_all(experiment, all_specs, jobs=jobs, echo=echo)
     searched = {
         key: group_runs([spec for specs in points for spec in specs], rows)
@@ -198,10 +261,12 @@ def grid_search(
         sections.append(
             grid_markdown(*key, groups, chosen[key], selection_metric=metric, final=final_group)
         )
-        choices["/".join(key)] = _choice(chosen[key], metric, final_group, search_seeds)
+        unit = _gradual_unit(experiment, chosen[key])
+        choices["/".join(key)] = _choice(chosen[key], metric, final_group, search_seeds, unit)
         if plots_wanted and plots.available():
             drawn += _draw(experiment.output, *key, groups, metric)
-    _write_choices(experiment.output / CHOICES_FILE, choices)
+    path = experiment.output / CHOICES_FILE
+    write_atomic(path, json.dumps({**earlier, **choices}, indent=2, sort_keys=True) + "\n")
     header = [
         "# Grid search, selected on validation",
         "",
@@ -216,7 +281,7 @@ def grid_search(
         echo(f"plots skipped: matplotlib is not installed ({plots.INSTALL_HINT} adds it)")
     for key, choice in choices.items():
         echo(f"chosen for {key}: {choice['settings'] if choice else 'nothing (no run finished)'}")
-    echo(f"wrote {experiment.output / GRID_FILE} and {experiment.output / CHOICES_FILE}")
+    echo(f"wrote {experiment.output / GRID_FILE} and {path}")
     failed = sum(row.get("status") != OK for row in rows.values())
     return {"choices": choices, "rows": list(rows.values()), "plots": drawn, "failed": failed}
 
@@ -240,7 +305,10 @@ def choose(groups: Sequence[Group]) -> Group | None:
 
 def read_tuned(paths: str | Path | Sequence[str | Path]) -> dict[tuple[str, str], dict]:
     """(model, loss) -> the chosen settings, from ``grid_choice.json`` files or the folders
-    holding them (later files win), colliding inference's chosen pair included."""
+    holding them (later files win), colliding inference's chosen pair included.
+
+    ``ValueError`` naming the file for one that is missing, damaged or not a grid search's
+    choices, or that sets a setting no one reads."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     tuned = {}
@@ -253,18 +321,114 @@ def read_tuned(paths: str | Path | Sequence[str | Path]) -> dict[tuple[str, str]
                 f"--tuned {given}: no {CHOICES_FILE} there. Give the --output folder of a "
                 "grid search, or its grid_choice.json."
             )
-        for key, choice in json.loads(path.read_text(encoding="utf-8")).items():
+        fix = (
+            "Run the grid search that wrote it again (python -m recbole_adt.experiments grid "
+            "... --output DIR) or restore the file, or give the --output folder of another "
+            "grid search."
+        )
+        for key, choice in _read_choices(path, f"--tuned {given}", fix).items():
             if choice:
+                if "num_gradual" in choice["settings"]:
+                    _check_gradual_unit(given, key, choice["settings"])
                 model, _, loss = key.partition("/")
-                tuned[(model, loss)] = {**choice["settings"], **choice.get("colliding", {})}
+                settings = {**choice["settings"], **choice.get("colliding", {})}
+                check_known_settings(settings, f"--tuned {path} ({key})", SETTINGS_OWNERS)
+                tuned[(model, loss)] = settings
     return tuned
 
 
-def _choice(group, metric, final_group, search_seeds) -> dict | None:
+def _earlier_choices(path: Path) -> dict:
+    """The choices of earlier searches in this output folder, merged with this one's."""
+    if not path.exists():
+        return {}
+    fix = (
+        f"Move it away (this search then writes a new {CHOICES_FILE} with its own choices), "
+        "or give another --output."
+    )
+    return _read_choices(path, "the earlier grid searches in --output", fix)
+
+
+def _read_choices(path: Path, origin: str, fix: str) -> dict:
+    """A ``grid_choice.json``: ``{"MODEL/loss": {"settings": {...}, ...} or null}``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ValueError(f"{origin}: {path} cannot be read ({err.strerror}). {fix}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{origin}: {path} is damaged: it is not UTF-8 text. {fix}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{origin}: {path} is damaged: it is not valid JSON ({err.msg} at line "
+            f"{err.lineno}, column {err.colno}). {fix}"
+        ) from None
+    problem = _choices_problem(data)
+    if problem:
+        raise ValueError(
+            f"{origin}: {path} does not hold a grid search's choices: {problem}. A grid "
+            'search writes {"MODEL/loss": {"settings": {"name": value, ...}, ...}, ...}. '
+            f"{fix}"
+        )
+    return data
+
+
+def _choices_problem(data) -> str | None:
+    """What is wrong with the shape of a ``grid_choice.json``'s contents, or None."""
+    if not isinstance(data, dict):
+        return f"it holds {_json_kind(data)}, not an object"
+    for key, choice in data.items():
+        model, slash, loss = key.partition("/")
+        if not (slash and model and loss):
+            return f"its key {key!r} is not MODEL/loss (e.g. GMF/tce)"
+        if choice is None:
+            continue
+        if not isinstance(choice, dict):
+            return f"{key} holds {_json_kind(choice)}, not an object"
+        if not isinstance(choice.get("settings"), dict):
+            return f'{key} has no "settings" object'
+        if not isinstance(choice.get("colliding", {}), dict):
+            return f'{key}\'s "colliding" is {_json_kind(choice["colliding"])}, not an object'
+    return None
+
+
+def _json_kind(value) -> str:
+    kinds = ((bool, "true or false"), (dict, "an object"), (list, "an array"), (str, "a string"))
+    for kind, name in kinds:
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else "a number"
+
+
+def _check_gradual_unit(given, key: str, settings: Mapping) -> None:
+    """A tuned num_gradual needs its unit: the default changed from iterations to epochs."""
+    if "num_gradual_unit" not in settings:
+        raise ValueError(
+            f"--tuned {given}: the choice for {key} sets num_gradual {settings['num_gradual']} "
+            "but not num_gradual_unit, whose default is now epochs. Grid searches before it "
+            'was recorded counted num_gradual in iterations: add "num_gradual_unit": '
+            f'"iterations" next to "num_gradual" in {CHOICES_FILE} (or "epochs" if that '
+            "search set num_gradual_unit: epochs)."
+        )
+
+
+def _gradual_unit(experiment, group: Group | None) -> str | None:
+    """The num_gradual_unit of a group's runs when it searched num_gradual without it."""
+    if group is None or "num_gradual" not in group.settings:
+        return None
+    if "num_gradual_unit" in group.settings:
+        return None
+    return config_value(experiment, group.model, "num_gradual_unit")
+
+
+def _choice(group, metric, final_group, search_seeds, unit: str | None = None) -> dict | None:
+    """The chosen group's settings and results; ``unit``: its runs' num_gradual_unit, recorded
+    when it searched num_gradual without it."""
     if group is None:
         return None
+    settings = dict(group.settings)
+    if unit is not None:
+        settings["num_gradual_unit"] = unit
     choice = {
-        "settings": group.settings,
+        "settings": settings,
         "selection_metric": metric,
         "valid": selection_value(group, metric),
         "search_seeds": search_seeds,
@@ -281,12 +445,6 @@ def _choice(group, metric, final_group, search_seeds) -> dict | None:
         choice["final_seeds"] = sorted(int(r["seed"]) for r in final_group.ok)
         choice["final_test"] = {m: list(v) for m, v in final_group.summary(TEST).items()}
     return choice
-
-
-def _write_choices(path: Path, choices: dict) -> None:
-    earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    merged = {**earlier, **choices}
-    write_atomic(path, json.dumps(merged, indent=2, sort_keys=True) + "\n")
 
 
 def _colliding_lists(experiment, models: Sequence[str]) -> dict:

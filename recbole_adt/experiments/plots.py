@@ -12,19 +12,19 @@
 matplotlib is an optional extra (``pip install -e .[plots]``): :func:`available` says whether
 it is there. Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas, so pyplot's
 global state and the caller's backend are left alone. Each PNG is written to a temporary file
-and renamed into place. A function returns ``None`` (and writes nothing) when its CSV columns
-are missing or empty: the diagnostics only exist with a false-positive flag and the right loss.
+and renamed into place, with the mode of the user's umask. A function returns ``None`` (and
+writes nothing) when its CSV columns are missing or empty: the diagnostics only exist with a
+false-positive flag and the right loss.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from recbole_adt.files import atomic_file
 
 INSTALL_HINT = 'pip install -e ".[plots]"'  # or: pip install "matplotlib>=3.5"
 
@@ -252,17 +252,11 @@ def _figure(columns: int, rows: int, *, width: float = 4.8):
 
 
 def _save(figure, png: Path) -> Path:
+    """Write the figure whole, with the mode of the user's umask."""
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{png.stem}.", suffix=".png", dir=png.parent)
-    os.close(handle)
-    try:
-        figure.savefig(temporary, format="png", dpi=100)
-        os.replace(temporary, png)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    with atomic_file(png, "wb") as stream:
+        figure.savefig(stream, format="png", dpi=100)
     return png
 
 

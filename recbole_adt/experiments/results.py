@@ -7,18 +7,19 @@ Every cell is a string, as read back from the CSV. Metric columns are named ``va
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from recbole_adt.denoisers import ADT_LOSS_NAMES
+from recbole_adt.files import atomic_file
+
 RESULTS_FILE = "results.csv"
 OK, FAILED = "ok", "failed"
+INTERRUPTED = "interrupted"  # stopped by a signal: run again by the same command
 VALID, TEST = "valid", "test"
 
 # Fixed columns, in order; the metric columns follow.
@@ -51,16 +52,8 @@ _METRIC_NAMES = {
     "precision": "Precision",
     "map": "MAP",
 }
-_LOSS_NAMES = {
-    "ce": "CE",
-    "tce": "T-CE",
-    "rce": "R-CE",
-    "bpr": "BPR",
-    "tbpr": "T-BPR",
-    "rbpr": "R-BPR",
-    "nr": "NR",
-    "dcf": "DCF",
-}
+# Display names of our losses (lower case, as experiments name them), from the denoisers.
+_LOSS_NAMES = {name.lower(): loss.display for name, loss in ADT_LOSS_NAMES.items()}
 
 
 def metric_column(split: str, metric: str) -> str:
@@ -122,7 +115,10 @@ def read_rows(path: Path) -> list[dict[str, str]]:
                 f"{path} is not a results file of recbole_adt.experiments (it has no run_id or "
                 "fingerprint column): give another --output folder, or move that file away."
             )
-        return [{key: value or "" for key, value in row.items()} for row in reader]
+        # a cell beyond the header (key None) is left out: the file was edited by hand
+        return [
+            {key: value or "" for key, value in row.items() if key is not None} for row in reader
+        ]
 
 
 def write_rows(path: Path, rows: Iterable[Mapping[str, str]]) -> None:
@@ -141,21 +137,13 @@ def write_rows(path: Path, rows: Iterable[Mapping[str, str]]) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: an
-    interrupted write leaves the old file (or none), never half of the new one."""
+    """Replace ``path`` with ``text`` whole, with the mode of the user's umask
+    (:func:`recbole_adt.files.atomic_file`): an interrupted write leaves the old file (or
+    none), never half of the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    with atomic_file(path, "w", encoding="utf-8", newline="") as file:
+        file.write(text)
 
 
 def format_mean_std(mean: float, std: float, digits: int = 4) -> str:

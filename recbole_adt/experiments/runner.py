@@ -1,14 +1,22 @@
 """Run the trainings of an experiment: each (model, loss, seed, settings) once, resumably.
 
 Each run is one :func:`~recbole_adt.quick_start.run_recbole_adt` call with the run's seed (the
-seed sets the split, so every loss of a seed trains and tests on the same data), its
-diagnostics in ``DIR/runs/<run id>/`` and its checkpoint in a temporary folder (kept in
-``DIR/runs/<run id>/checkpoints`` with ``keep_checkpoints``). A run that raises is recorded as
-failed and the others go on. After each run ``DIR/results.csv`` is rewritten atomically, so a
-rerun finds every finished run and skips it (a failed one, or one whose settings changed, runs
-again). ``jobs > 1`` runs that many at once in spawned processes; each run seeds itself, so
-the results do not depend on ``jobs``. Spawned processes import the caller's ``__main__``
-again: a script that calls with ``jobs > 1`` must do so under ``if __name__ == "__main__":``.
+seed sets the split, so every loss of a seed trains and tests on the same data). Everything it
+writes lies under ``DIR/runs/<run id>/`` (its ``output_dir``: RecBole's log and tensorboard
+folders, the diagnostics), except its checkpoint, which goes to a temporary folder in
+``DIR/.tmp/`` (kept in ``DIR/runs/<run id>/checkpoints`` with ``keep_checkpoints``).
+
+Before the first run, :func:`check_runs` builds every distinct run's Config once (no data is
+loaded) and checks its dataset files, so a bad grid value, a loss a model cannot take or a
+misspelt dataset stops the command before anything trains. A run that raises while training
+is recorded as failed and the others go on. After each run ``DIR/results.csv`` is rewritten
+atomically, so a rerun finds every finished run and skips it (a failed or interrupted one, or
+one whose settings changed, runs again). A stop signal
+(:class:`~recbole_adt.experiments.workspace.Stopped`) records the runs in progress as
+``interrupted`` and ends the experiment. ``jobs > 1`` runs that many at once in spawned
+processes; each run seeds itself, so the results do not depend on ``jobs``. Spawned processes
+import the caller's ``__main__`` again: a script that calls with ``jobs > 1`` must do so under
+``if __name__ == "__main__":``.
 """
 
 from __future__ import annotations
@@ -20,18 +28,23 @@ import logging
 import multiprocessing
 import re
 import shutil
+import signal
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from recbole_adt import known_settings
 from recbole_adt.cli import _quiet_known_warnings, _settings_as_argv
 from recbole_adt.config import Config
+from recbole_adt.data.checks import check_dataset_files
+from recbole_adt.data.embedded import EMBEDDED_DATASET
 from recbole_adt.experiments.results import (
     FAILED,
+    INTERRUPTED,
     OK,
     RESULTS_FILE,
     TEST,
@@ -42,11 +55,19 @@ from recbole_adt.experiments.results import (
     read_rows,
     write_rows,
 )
+from recbole_adt.experiments.workspace import (
+    TEMPORARY_DIR,
+    Stopped,
+    catch_stop_signals,
+    one_run,
+)
 from recbole_adt.quick_start import run_recbole_adt
-from recbole_adt.settings import literal_setting
+from recbole_adt.settings import literal_setting, read_config_file
+from recbole_adt.trainer import TrainingStopped
 
 BASELINE = "own"  # the loss of a RecBole baseline: its own (adt_loss CE keeps RecBole's model)
 RUNS_DIR = "runs"
+EMBEDDED_DATA_DIR = "dataset"  # DIR/dataset: the embedded dataset, converted on first use
 _MAX_ID = 120  # characters of a run id (a folder name)
 
 # Settings that the experiment sets for each run itself, and the option that sets them.
@@ -58,6 +79,7 @@ _RESERVED = {
     "checkpoint_dir": "--keep_checkpoints (each run's checkpoint goes to a temporary folder, "
     "or to DIR/runs/<run id>/checkpoints)",
     "diagnostics_dir": "--output (each run's diagnostics go to DIR/runs/<run id>)",
+    "output_dir": "--output (each run writes under DIR/runs/<run id>)",
 }
 
 
@@ -108,8 +130,24 @@ class Experiment:
     def results_file(self) -> Path:
         return Path(self.output) / RESULTS_FILE
 
+    @property
+    def temporary_dir(self) -> Path:
+        """Where runs put their temporaries (removed on exit, or on the next start)."""
+        return Path(self.output) / TEMPORARY_DIR
+
     def run_dir(self, spec: RunSpec) -> Path:
         return Path(self.output) / RUNS_DIR / spec.run_id
+
+    @property
+    def embedded_data_dir(self) -> Path | None:
+        """``DIR/dataset``, where runs on the embedded dataset convert and read it, unless the
+        user chose a ``data_path``: so that the command creates nothing outside ``DIR``."""
+        if (self.dataset or EMBEDDED_DATASET) != EMBEDDED_DATASET:
+            return None
+        given = [dict(self.settings)] + [read_config_file(f) for f in self.config_files]
+        if any("data_path" in settings for settings in given):
+            return None
+        return Path(self.output) / EMBEDDED_DATA_DIR
 
 
 def make_spec(model: str, loss: str, seed: int, settings: Mapping | None = None) -> RunSpec:
@@ -158,12 +196,69 @@ def run_settings(experiment: Experiment, spec: RunSpec, checkpoint_dir: Path) ->
         seed=spec.seed,
         checkpoint_dir=str(checkpoint_dir),
         diagnostics_dir=str(experiment.run_dir(spec)),
+        output_dir=str(experiment.run_dir(spec)),  # RecBole's log/ and log_tensorboard/
     )
+    if experiment.embedded_data_dir is not None:
+        settings["data_path"] = str(experiment.embedded_data_dir)
     return settings
 
 
+def check_runs(experiment: Experiment, specs: Iterable[RunSpec]) -> None:
+    """``ValueError`` naming the first run that could not start, before any run starts.
+
+    Builds each distinct (model, loss, settings)'s Config once, as the run will (the seed
+    aside), which checks every setting's name and value without loading data, and checks each
+    dataset's files once.
+    """
+    checked: set[tuple] = set()
+    datasets: set[tuple] = set()
+    files = list(experiment.config_files) or None
+    for spec in specs:
+        if (spec.model, spec.loss, spec.settings) in checked:
+            continue
+        checked.add((spec.model, spec.loss, spec.settings))
+        settings = run_settings(experiment, spec, experiment.temporary_dir / "checkpoints")
+        try:
+            with _settings_as_argv([]), _quiet_known_warnings(), config_warnings_hidden():
+                config = Config(spec.model, experiment.dataset, files, settings)
+            data = (config["dataset"], config["data_path"], str(config["benchmark_filename"]))
+            if data not in datasets:
+                check_dataset_files(config)
+                datasets.add(data)
+        except ValueError as err:
+            raise ValueError(
+                f"No run was started: the run {spec.describe()} could not start. {err}"
+            ) from None
+
+
+@contextlib.contextmanager
+def config_warnings_hidden():
+    """Without the Config's "X is read only by ..." lines: an experiment gives its settings
+    to every loss and model, and each run's log (run.log) still gets them."""
+    before = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(before)
+        known_settings._log_once.cache_clear()  # logged once per process: now by the runs
+
+
 def execute_run(experiment: Experiment, spec: RunSpec) -> dict[str, str]:
-    """Train and test one run; return its results row (status ``failed`` if it raised)."""
+    """Train and test one run; return its results row (status ``failed`` if it raised).
+
+    A stop signal (:class:`Stopped`, ``KeyboardInterrupt``) is not the run's failure: it
+    passes on, after the run's temporary checkpoint folder is removed. A spawned process that
+    was told to stop starts no further run (:func:`one_run`).
+    """
+    with one_run():
+        try:
+            return _execute_run(experiment, spec)
+        except TrainingStopped as stop:  # the trainer's handler had the signal: the same stop
+            raise Stopped(stop.signum) from None
+
+
+def _execute_run(experiment: Experiment, spec: RunSpec) -> dict[str, str]:
     run_dir = experiment.run_dir(spec)
     if run_dir.exists():  # an earlier, failed or outdated attempt: none of its files may stay
         shutil.rmtree(run_dir)
@@ -171,7 +266,9 @@ def execute_run(experiment: Experiment, spec: RunSpec) -> dict[str, str]:
     if experiment.keep_checkpoints:
         checkpoint_dir = run_dir / "checkpoints"
     else:
-        checkpoint_dir = Path(tempfile.mkdtemp(prefix=f"recbole-adt-{spec.model}-"))
+        experiment.temporary_dir.mkdir(parents=True, exist_ok=True)
+        prefix = f"checkpoints-{spec.run_id[:40]}-"
+        checkpoint_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=experiment.temporary_dir))
     row = _row(experiment, spec)
     files = list(experiment.config_files) or None
     start = time.perf_counter()
@@ -199,7 +296,11 @@ def run_all(
     jobs: int = 1,
     echo: Callable[[str], None] = print,
 ) -> dict[str, dict[str, str]]:
-    """Run every spec not finished yet; return run id -> row for all of ``specs``."""
+    """Run every spec not finished yet; return run id -> row for all of ``specs``.
+
+    On a stop signal the runs in progress are written as ``interrupted`` (a rerun runs them
+    again) before the signal's exception passes on.
+    """
     if jobs < 1:
         raise ValueError(f"--jobs must be 1 or more, not {jobs}.")
     specs = list(dict.fromkeys(specs))
@@ -209,10 +310,26 @@ def run_all(
     if len(todo) < len(specs):
         echo(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {path}: skipped")
     progress = _Progress(len(todo), echo)
-    for row in _execute(experiment, todo, jobs):
+    started: dict[str, RunSpec] = {}  # run id -> spec, while it runs
+
+    def record(row: dict[str, str]) -> None:
+        started.pop(row["run_id"], None)
         rows[row["run_id"]] = row
         write_rows(path, rows.values())
         progress.report(row, _spec_of(todo, row["run_id"]))
+
+    try:
+        if jobs == 1 or len(todo) <= 1:
+            for spec in todo:
+                started[spec.run_id] = spec
+                record(execute_run(experiment, spec))
+        else:
+            _execute_in_pool(experiment, todo, jobs, started, record)
+    except (Stopped, KeyboardInterrupt) as stop:
+        for spec in started.values():
+            rows[spec.run_id] = _interrupted_row(experiment, spec, stop)
+        write_rows(path, rows.values())
+        raise
     return {spec.run_id: rows[spec.run_id] for spec in specs}
 
 
@@ -224,26 +341,53 @@ def _finished(row: dict | None, experiment: Experiment, spec: RunSpec) -> bool:
     )
 
 
-def _execute(experiment: Experiment, specs: list[RunSpec], jobs: int) -> Iterator[dict]:
-    if jobs == 1 or len(specs) <= 1:
-        for spec in specs:
-            yield execute_run(experiment, spec)
-        return
-    # spawn: a fresh interpreter per worker (fork would copy torch's threads and RecBole's
-    # logging state); each worker takes runs one at a time.
+def _execute_in_pool(
+    experiment: Experiment,
+    specs: list[RunSpec],
+    jobs: int,
+    started: dict[str, RunSpec],
+    record: Callable[[dict[str, str]], None],
+) -> None:
+    """``jobs`` spawned processes take the runs one at a time; ``record`` each row.
+
+    spawn: a fresh interpreter per worker (fork would copy torch's threads and RecBole's
+    logging state). On a stop signal the waiting runs are cancelled and the running ones
+    stopped with SIGTERM (their temporaries removed); those that finished meanwhile are kept.
+    """
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs, len(specs)), mp_context=context, initializer=catch_stop_signals
+    )
+    futures: dict[Future, RunSpec] = {}
+    try:
         futures = {pool.submit(execute_run, experiment, spec): spec for spec in specs}
-        try:
-            for future in as_completed(futures):
-                spec = futures[future]
-                try:
-                    yield future.result()
-                except Exception as err:  # the worker process itself died
-                    yield _failed_row(experiment, spec, f"{type(err).__name__}: {err}")
-        finally:
-            for future in futures:
-                future.cancel()
+        for future in as_completed(futures):
+            spec = futures.pop(future)
+            started[spec.run_id] = spec
+            record(_pool_row(experiment, spec, future))
+    except BaseException:
+        running = {f: spec for f, spec in futures.items() if not f.cancel()}
+        started.update({spec.run_id: spec for spec in running.values()})
+        for process in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(OSError, ValueError):
+                process.terminate()  # SIGTERM: Stopped inside the run
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future, spec in running.items():
+            error = future.exception()
+            if error is None and future.result().get("status") == OK:
+                record(future.result())  # it finished before the signal reached it
+            elif isinstance(error, Stopped) and not error.started:
+                del started[spec.run_id]  # queued, never started: as if cancelled
+        raise
+    pool.shutdown(wait=True)
+
+
+def _pool_row(experiment: Experiment, spec: RunSpec, future: Future) -> dict[str, str]:
+    """A finished future's row; a worker that died (or was stopped) gives a failed row."""
+    try:
+        return future.result()
+    except BaseException as err:  # noqa: B036 - the worker's Stopped comes back as a result
+        return _failed_row(experiment, spec, f"{type(err).__name__}: {err}")
 
 
 def _row(experiment: Experiment, spec: RunSpec) -> dict[str, str]:
@@ -261,6 +405,16 @@ def _row(experiment: Experiment, spec: RunSpec) -> dict[str, str]:
 
 def _failed_row(experiment: Experiment, spec: RunSpec, error: str) -> dict[str, str]:
     return {**_row(experiment, spec), "status": FAILED, "error": " ".join(error.split())[:1000]}
+
+
+def _interrupted_row(experiment: Experiment, spec: RunSpec, stop: BaseException) -> dict[str, str]:
+    signum = getattr(stop, "signum", signal.SIGINT)  # KeyboardInterrupt: Ctrl-C
+    how = f"stopped by {signal.Signals(signum).name}"
+    return {
+        **_row(experiment, spec),
+        "status": INTERRUPTED,
+        "error": f"{how} before it finished; the same command runs it again",
+    }
 
 
 def _result_cells(result: Mapping, config, keep_checkpoints: bool) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from recbole_adt.inference.colliding import (
     CollidingInference,
+    CollidingSettings,
     colliding_hook,
     dense_colliding_scores,
     nearest_neighbours,
@@ -10,6 +11,7 @@ from recbole_adt.inference.colliding import (
 
 __all__ = [
     "CollidingInference",
+    "CollidingSettings",
     "colliding_hook",
     "dense_colliding_scores",
     "nearest_neighbours",

@@ -36,9 +36,11 @@ matrix product, but it equals Eq. (8) only for scores linear in the user vector;
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import ClassVar
 
 import torch
 from recbole.data.interaction import Interaction
@@ -81,6 +83,55 @@ def validate_colliding_settings(
             f"colliding_ratio_threshold must be a finite number > 0, got {ratio_threshold!r}."
         )
     return num_neighbours, float(lam), float(ratio_threshold)
+
+
+@dataclasses.dataclass(frozen=True)
+class CollidingSettings:
+    r"""The parsed colliding-inference settings: whether Eq. (8) applies, and with what.
+
+    ``colliding_neighbours`` (:math:`|\mathcal N_u|`) and ``colliding_lambda``
+    (:math:`\lambda`) may each be a number or a list; ``grid`` holds every (|N_u|, lambda)
+    pair, neighbours outer, each checked by :func:`validate_colliding_settings`. With several
+    pairs, the one with the best validation ``valid_metric`` is used
+    (:func:`recbole_adt.evaluation.select_colliding`).
+    """
+
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "colliding_inference",
+        "colliding_neighbours",
+        "colliding_lambda",
+        "colliding_ratio_threshold",
+    )
+
+    enabled: bool
+    grid: tuple[tuple[int, float], ...]
+    ratio_threshold: float
+
+    @classmethod
+    def from_config(cls, config) -> CollidingSettings:
+        enabled = config["colliding_inference"]
+        if not isinstance(enabled, bool):
+            raise ValueError(
+                f"colliding_inference must be True or False, got {enabled!r}: True applies "
+                "Eq. 8 when testing (it needs a warmup phase), e.g. --colliding_inference=True."
+            )
+        threshold = config["colliding_ratio_threshold"]
+        grid = tuple(
+            validate_colliding_settings(k, lam, threshold)[:2]
+            for k in _as_list(config["colliding_neighbours"])
+            for lam in _as_list(config["colliding_lambda"])
+        )
+        if not grid:
+            raise ValueError(
+                "colliding_neighbours and colliding_lambda must not be empty lists: give a "
+                "number or a list of numbers each, e.g. --colliding_neighbours=[5,10]."
+            )
+        _, _, threshold = validate_colliding_settings(1, 1.0, threshold)
+        return cls(enabled, grid, threshold)
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _check_representations(representations: torch.Tensor) -> None:

@@ -26,20 +26,18 @@ from recbole.data.utils import get_dataloader
 
 from recbole_adt.data.extra_feedback import ExtraFeedback
 from recbole_adt.denoisers import Denoiser, build_denoiser
-from recbole_adt.denoisers.truncate import (
-    batch_drop_count,
-    check_drop_base,
-    check_drop_count,
-    drop_count,
-)
+from recbole_adt.denoisers.truncate import TruncateSettings, batch_drop_count, drop_count
 from recbole_adt.losses import (
     ADT_LOSSES,
+    LossChoice,
+    NRWeights,
     bce,
-    check_beta,
     check_loss_name,
-    check_nr_weights,
-    nr_weighted_bce,
+    either,
+    names_on,
 )
+from recbole_adt.schedule import DropSchedule
+from recbole_adt.settings import parsed
 
 # Slots of DenoisingLossMixin.denoising_stats, summed over the batches of an epoch.
 STAT_NAMES = (
@@ -58,7 +56,7 @@ STAT_NAMES = (
 
 
 class DenoisingLossMixin:
-    """Adds ``adt_loss`` (CE | TCE | RCE | NR | DCF) to a RecBole model, touching nothing else."""
+    """Adds ``adt_loss`` (CE, TCE, RCE, DCF, NR, ...) to a RecBole model, touching nothing else."""
 
     @classmethod
     def check_adt_loss(cls, adt_loss: str) -> tuple[str, str]:
@@ -71,15 +69,14 @@ class DenoisingLossMixin:
         if base == "bpr":
             raise ValueError(
                 f"adt_loss {name} denoises a BPR loss, but {cls.__name__} trains with BCE: use "
-                "CE, TCE, RCE or NR, or DCF (TBPR and RBPR are for BPR-trained models such as "
-                "BPR and LightGCN)."
+                f"{either(names_on('bce', 'nr'))} ({either(names_on('bpr', denoised=True), 'and')} "
+                "are for BPR-trained models such as BPR and LightGCN)."
             )
         return base, denoiser
 
     def _init_denoising(self, config, dataset) -> None:
-        self.adt_loss = check_loss_name(config["adt_loss"])
+        self.adt_loss = parsed(config, LossChoice).name
         _, denoiser = self.check_adt_loss(self.adt_loss)
-        self.beta = check_beta(config["beta"])
         # The configured denoiser, and none for the phases that train with plain CE.
         self._denoisers = {"none": build_denoiser("none", config)}
         self._denoisers[denoiser] = build_denoiser(denoiser, config)
@@ -90,13 +87,12 @@ class DenoisingLossMixin:
         self.FP_FIELD = fp_field if fp_field in dataset.field2type else None
         self.drop_rate = 0.0  # epsilon(T) of the current batch, set by the trainer
         # n of the drop count (rows or positives) and its rule (paper or authors), truncate.py
-        self.drop_base = check_drop_base(config["drop_base"])
-        self.drop_count_rule = check_drop_count(config["drop_count"])
+        self.drop_base = parsed(config, TruncateSettings).drop_base
+        self.drop_count_rule = parsed(config, DropSchedule).drop_count
         self.extra_feedback = None  # D*, on the model's device; only the losses that need it
+        self.nr_weights: NRWeights | None = None  # NR's, with adt_loss NR
         if self.adt_loss == "NR":
-            self.nr_click_weight, self.nr_negative_weight = check_nr_weights(
-                config["nr_click_weight"], config["nr_negative_weight"]
-            )
+            self.nr_weights = parsed(config, NRWeights)
             self._check_nr_batches(config)
             self.extra_feedback = self._require_extra_feedback(dataset, "adt_loss NR")
         self.reset_denoising_stats()
@@ -173,14 +169,7 @@ class DenoisingLossMixin:
         reliable = self.extra_feedback.contains(
             interaction[self.USER_ID], interaction[self.ITEM_ID]
         )
-        loss = nr_weighted_bce(
-            logits,
-            labels,
-            reliable,
-            click_weight=self.nr_click_weight,
-            negative_weight=self.nr_negative_weight,
-            reduction="none",
-        )
+        loss = self.nr_weights.loss(logits, labels, reliable, reduction="none")
         # NR's denoiser is none: _denoise only counts positives and false positives.
         loss, _ = self._denoise(loss, logits, labels, false_positive, 0)
         return loss.mean()

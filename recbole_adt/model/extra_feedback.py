@@ -6,6 +6,9 @@ r"""What a model needs for the extra-feedback strategies of paper section 3.4.
   (Eq. 7) whatever ``adt_loss`` says; ``adt`` restores the configured loss;
 - :meth:`user_representations`: the user space in which colliding inference (Eq. 8) looks for
   neighbours, :math:`E^*` when taken right after warm-up. Each model says what it is.
+
+:func:`trains_on_extra_feedback` is the one rule for which models may run the warmup and
+finetune phases (and so colliding inference): those with this mixin.
 """
 
 from __future__ import annotations
@@ -34,3 +37,9 @@ class ExtraFeedbackMixin:
             f"{type(self).__name__} defines no user representation, so colliding inference "
             "cannot find neighbours for it."
         )
+
+
+def trains_on_extra_feedback(model_class: type) -> bool:
+    """Whether ``model_class`` can train on :math:`D^*` (the warmup and finetune phases, Eq. 7)
+    and give :math:`E^*`: this package's GMF, NeuMF, CDAE and NMTR, not RecBole's models."""
+    return isinstance(model_class, type) and issubclass(model_class, ExtraFeedbackMixin)

@@ -42,7 +42,9 @@ here:
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -52,28 +54,41 @@ from recbole.utils import InputType
 from recbole_adt.losses import bce, check_loss_name
 from recbole_adt.model.denoising import DenoisingLossMixin
 from recbole_adt.model.extra_feedback import ExtraFeedbackMixin
+from recbole_adt.settings import parsed
 
 BEHAVIOURS = ("implicit", "reliable")  # in cascade order
 
 
-def check_nmtr_loss_weights(weights) -> tuple[float, ...]:
-    """Validate ``nmtr_loss_weights``: one finite weight >= 0 per behaviour, not all zero."""
-    if (
-        not isinstance(weights, (list, tuple))
-        or len(weights) != len(BEHAVIOURS)
-        or any(
-            isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)
-            for w in weights
-        )
-        or min(weights) < 0
-        or max(weights) == 0
-    ):
-        raise ValueError(
-            f"nmtr_loss_weights must list {len(BEHAVIOURS)} finite numbers >= 0, not all zero "
-            f"(the weights of the {' and '.join(BEHAVIOURS)} tasks, e.g. [0.5, 0.5]); "
-            f"got {weights!r}."
-        )
-    return tuple(float(w) for w in weights)
+@dataclasses.dataclass(frozen=True)
+class NMTRSettings:
+    r"""The parsed ``nmtr_loss_weights``: :math:`\lambda_r` of each behaviour's task, in cascade
+    order; empty (~) gives every task the same weight."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("nmtr_loss_weights",)
+
+    loss_weights: tuple[float, ...]
+
+    @classmethod
+    def from_config(cls, config) -> NMTRSettings:
+        weights = config["nmtr_loss_weights"]
+        if weights is None:
+            return cls((1.0 / len(BEHAVIOURS),) * len(BEHAVIOURS))
+        if (
+            not isinstance(weights, (list, tuple))
+            or len(weights) != len(BEHAVIOURS)
+            or any(
+                isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)
+                for w in weights
+            )
+            or min(weights) < 0
+            or max(weights) == 0
+        ):
+            raise ValueError(
+                f"nmtr_loss_weights must list {len(BEHAVIOURS)} finite numbers >= 0, not all "
+                f"zero (the weights of the {' and '.join(BEHAVIOURS)} tasks, e.g. "
+                f"--nmtr_loss_weights=[0.5,0.5]); got {weights!r}."
+            )
+        return cls(tuple(float(w) for w in weights))
 
 
 class NMTR(ExtraFeedbackMixin, DenoisingLossMixin, GeneralRecommender):
@@ -89,7 +104,7 @@ class NMTR(ExtraFeedbackMixin, DenoisingLossMixin, GeneralRecommender):
                 "for single-task models (GMF, NeuMF). For NMTR use adt_loss CE, TCE or RCE "
                 "(applied to the implicit task)."
             )
-        self.loss_weights = check_nmtr_loss_weights(config["nmtr_loss_weights"])
+        self.loss_weights = parsed(config, NMTRSettings).loss_weights
         self.embedding_size = config["embedding_size"]
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)

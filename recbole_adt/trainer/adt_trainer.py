@@ -1,33 +1,39 @@
-"""ADTTrainer: the drop-rate schedule over global iterations, and per-epoch denoising logs.
+r"""ADTTrainer: the drop-rate schedule over global iterations, and per-epoch denoising logs.
 
 Paper: Wang et al., "Learning Robust Recommender from Noisy Implicit Feedback", Algorithm 1.
-The iteration counter T runs across epochs, is saved in every checkpoint and restored by
-``resume_checkpoint``. With ``num_gradual_unit: epochs`` the schedule reads T against B, the
-batches of one epoch of the ADT phase's training data, taken from its loader at each ADT epoch
-(:mod:`recbole_adt.schedule`). Everything else (early stopping, evaluation, logging) is RecBole's.
+The trainer holds the run's :class:`~recbole_adt.schedule.DropSchedule` (checked once, by the
+config) and hands the model :math:`\epsilon(T)` before each batch. The iteration counter T runs
+across epochs, is saved in every checkpoint and restored by ``resume_checkpoint``. With
+``num_gradual_unit: epochs`` the schedule reads T against B, the batches of one epoch of the ADT
+phase's training data, taken from its loader at each ADT epoch. When the phase's epochs cannot
+reach :math:`\epsilon_{max}`, one warning says so at its start. Everything else (early stopping,
+evaluation, logging) is RecBole's, guarded against numerical faults and stop signals
+(:mod:`recbole_adt.trainer.faults`).
+
+The epoch log line ends with the denoising numbers that apply to the run (drops, relabels,
+weights; the losses and precisions of the false positives on data with a flag); a mean or share
+over no interaction, such as the false positives of :math:`D^*` in warm-up, reads ``n/a``.
 """
 
 from __future__ import annotations
 
+import math
+
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
-from recbole_adt.denoisers.truncate import check_drop_count
 from recbole_adt.diagnostics import (
     DiagnosticsWriter,
+    StepOffsetWriter,
     epoch_row,
     resolve_diagnostics_dir,
     writes_diagnostics,
 )
 from recbole_adt.distributed import all_reduce_sum, check_same_on_every_rank, is_distributed
-from recbole_adt.losses import check_drop_rate
-from recbole_adt.schedule import (
-    SCHEDULES,
-    check_gradual_unit,
-    check_num_gradual,
-    gradual_iterations,
-)
+from recbole_adt.schedule import DropSchedule
+from recbole_adt.settings import parsed
 from recbole_adt.trainer.checkpoint import WeightsOnlyCheckpointMixin
+from recbole_adt.trainer.faults import FaultGuardMixin
 from recbole_adt.trainer.full_sort import FullSortEvalMixin
 from recbole_adt.trainer.selection import CheckpointRuleMixin
 from recbole_adt.trainer.sparse_optimizer import SparseOptimizerMixin
@@ -35,8 +41,9 @@ from recbole_adt.trainer.sparse_optimizer import SparseOptimizerMixin
 
 class ADTTrainer(
     SparseOptimizerMixin,
+    WeightsOnlyCheckpointMixin,  # before the next two: it keeps the score that selects epochs
+    FaultGuardMixin,
     CheckpointRuleMixin,
-    WeightsOnlyCheckpointMixin,
     FullSortEvalMixin,
     Trainer,
 ):
@@ -44,15 +51,10 @@ class ADTTrainer(
 
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.max_drop_rate = check_drop_rate(config["drop_rate"])
-        self.num_gradual_unit = check_gradual_unit(config["num_gradual_unit"])
-        self.num_gradual = check_num_gradual(config["num_gradual"], unit=self.num_gradual_unit)
-        # drop_count picks the ramp that goes with its count (schedule.SCHEDULES).
-        self._schedule = SCHEDULES[check_drop_count(config["drop_count"])]
+        self.drop_schedule = parsed(config, DropSchedule)
         # B, batches per epoch of the ADT phase's training data (num_gradual_unit: epochs); set
         # at each ADT epoch, so phases with other data and resumed runs get the right one.
         self.adt_batches_per_epoch = None
-        self._gradual_iterations = None  # epsilon_N in batches, resolved at each ADT epoch
         self.adt_iteration = 0  # T in Eq. (3): batches trained so far, across epochs
         self.diagnostics_dir = resolve_diagnostics_dir(config)
         self._diagnostics = None  # the writer, made at the first epoch with diagnostics
@@ -62,8 +64,9 @@ class ADTTrainer(
         """epsilon(T) for the next batch; 0 unless the model's denoiser drops (T-CE, T-BPR)."""
         if not self.model.denoiser.drops:
             return 0.0
-        # The settings were checked once, here and at each ADT epoch: no per-batch validation.
-        return self._schedule(self.adt_iteration, self.max_drop_rate, self._gradual_iterations)
+        return self.drop_schedule.rate(
+            self.adt_iteration, batches_per_epoch=self.adt_batches_per_epoch
+        )
 
     def _counts_adt_iterations(self) -> bool:
         """Whether this epoch's batches advance T (phases other than ADT do not)."""
@@ -83,11 +86,6 @@ class ADTTrainer(
         self.model.reset_denoising_stats()
         if counts:
             self.adt_batches_per_epoch = len(train_data)
-            self._gradual_iterations = gradual_iterations(
-                self.num_gradual,
-                unit=self.num_gradual_unit,
-                batches_per_epoch=self.adt_batches_per_epoch,
-            )
             self.model.denoiser.start_epoch()  # DCF: the epoch s and its memory's time window
         total_loss = super()._train_epoch(
             train_data, epoch_idx, loss_func=scheduled_loss, show_progress=show_progress
@@ -105,42 +103,72 @@ class ADTTrainer(
 
     def _denoising_output(self) -> str:
         stats = self.model.denoising_summary()
+        flagged = bool(self.model.FP_FIELD)
+        fps = stats["false_positives"]
+        clean = stats["positives"] - fps
         parts = []
         if self.model.denoiser.drops:
             parts.append(f"drop rate: {self.model.drop_rate:.4f}")
             parts.append(f"dropped positives: {int(stats['dropped'])}/{int(stats['positives'])}")
-            if self.model.FP_FIELD and stats["dropped"]:
-                precision = stats["dropped_false_positives"] / stats["dropped"]
-                recall = stats["dropped_false_positives"] / max(stats["false_positives"], 1)
-                parts.append(f"FP precision: {precision:.4f}, FP recall: {recall:.4f}")
+            if flagged:
+                precision = _share(stats["dropped_false_positives"], stats["dropped"])
+                recall = _share(stats["dropped_false_positives"], fps)
+                parts.append(f"FP precision: {precision}, FP recall: {recall}")
         if self.model.denoiser.relabels:
             parts.append(
                 f"relabelled positives: {int(stats['relabelled'])}/{int(stats['positives'])}"
             )
-            if self.model.FP_FIELD and stats["relabelled"]:
-                precision = stats["relabelled_false_positives"] / stats["relabelled"]
-                parts.append(f"relabelled FP precision: {precision:.4f}")
-        if self.model.denoiser.weights and self.model.FP_FIELD:
-            clean = stats["positives"] - stats["false_positives"]
-            parts.append(f"mean weight clean: {stats['weight_clean'] / max(clean, 1):.4f}")
-            parts.append(
-                "mean weight FP: "
-                f"{stats['weight_false_positive'] / max(stats['false_positives'], 1):.4f}"
-            )
-        if self.model.FP_FIELD:
-            clean = stats["positives"] - stats["false_positives"]
-            fp_loss = stats["loss_false_positive"] / max(stats["false_positives"], 1)
-            parts.append(f"mean loss clean: {stats['loss_clean'] / max(clean, 1):.4f}")
-            parts.append(f"mean loss FP: {fp_loss:.4f}")
+            if flagged:
+                precision = _share(stats["relabelled_false_positives"], stats["relabelled"])
+                parts.append(f"relabelled FP precision: {precision}")
+        if self.model.denoiser.weights and flagged:
+            parts.append(f"mean weight clean: {_share(stats['weight_clean'], clean)}")
+            parts.append(f"mean weight FP: {_share(stats['weight_false_positive'], fps)}")
+        if flagged:
+            parts.append(f"mean loss clean: {_share(stats['loss_clean'], clean)}")
+            parts.append(f"mean loss FP: {_share(stats['loss_false_positive'], fps)}")
         if not parts:
             return ""
         return " " + set_color("denoising", "blue") + " [" + ", ".join(parts) + "]"
 
-    def fit(self, *args, **kwargs):
+    def epoch_offset(self) -> int:
+        """Epochs before the current fit's, for tensorboard steps (:class:`StepOffsetWriter`)."""
+        return 0
+
+    def _phase_name(self) -> str:
+        return "adt"
+
+    def fit(self, train_data, *args, **kwargs):
+        if not isinstance(self.tensorboard, StepOffsetWriter):
+            self.tensorboard = StepOffsetWriter(self.tensorboard, self.epoch_offset)
+        if self._counts_adt_iterations():
+            self._warn_if_ramp_too_long(len(train_data))
         try:
-            return super().fit(*args, **kwargs)
+            return super().fit(train_data, *args, **kwargs)
         finally:
             self._write_diagnostics()  # the last epoch's, when it had no validation
+
+    def _warn_if_ramp_too_long(self, batches_per_epoch: int) -> None:
+        """One warning when epsilon cannot reach epsilon_max within this ADT phase's epochs:
+        epsilon_N in iterations > T at the start + epochs left x batches per epoch."""
+        schedule = self.drop_schedule
+        if not (self.model.denoiser.drops and schedule.drop_rate > 0):
+            return
+        needed = schedule.iterations(batches_per_epoch)
+        epochs = self.epochs - self.start_epoch
+        available = self.adt_iteration + epochs * batches_per_epoch
+        if needed <= available:
+            return
+        reached = schedule.rate(max(available - 1, 0), batches_per_epoch=batches_per_epoch)
+        most_epochs = math.floor(100 * available / batches_per_epoch) / 100
+        self.logger.warning(
+            f"The drop rate cannot reach drop_rate={schedule.drop_rate:g} in this run: "
+            f"num_gradual={schedule.num_gradual:g} {schedule.unit} (epsilon_N) is {needed:.10g} "
+            f"iterations of {batches_per_epoch} batches per epoch, but the ADT phase has at most "
+            f"{epochs} epochs left, up to iteration {available}, so epsilon stops at "
+            f"{reached:.4f}. Set num_gradual to at most {most_epochs:g} epochs (num_gradual_unit: "
+            f"epochs) or {available} iterations, or raise epochs."
+        )
 
     def _valid_epoch(self, valid_data, show_progress=False):
         """The checkpoint rule's score (:class:`CheckpointRuleMixin`), kept in the diagnostics."""
@@ -155,9 +183,8 @@ class ADTTrainer(
         super()._add_train_loss_to_tensorboard(epoch_idx, losses, tag=tag)
         if self.model.FP_FIELD and writes_diagnostics(self.config):
             denoiser = self.model.denoiser
-            phase = getattr(self, "phase", None)
             self._pending_row = {
-                "phase": phase.name if phase is not None else "adt",
+                "phase": self._phase_name(),
                 "epoch": epoch_idx,
                 "iteration": self.adt_iteration,
                 "drop_rate": self.model.drop_rate if denoiser.drops else None,
@@ -165,6 +192,7 @@ class ADTTrainer(
                     self.model.denoising_summary(),
                     drops=denoiser.drops,
                     weights=denoiser.weights,
+                    relabels=denoiser.relabels,
                 ),
             }
 
@@ -184,3 +212,8 @@ class ADTTrainer(
         super()._restore_checkpoint_state(checkpoint)
         self.adt_iteration = int(checkpoint.get("adt_iteration", 0))
         self.logger.info(f"Resumed ADT iteration counter at T = {self.adt_iteration}")
+
+
+def _share(total: float, count: float) -> str:
+    """``total / count`` to four places, or ``n/a`` over no interaction."""
+    return f"{total / count:.4f}" if count else "n/a"

@@ -31,9 +31,11 @@ whose scores are that close.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import weakref
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -41,24 +43,40 @@ from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.evaluator import Collector
 from recbole.model.abstract_recommender import AbstractRecommender
 
+from recbole_adt.settings import parsed
+
 # Floats per (user, item) pair alive at the peak of full_sort_predict, for a model that does not
 # say (``full_sort_memory_factor``): the scores and one temporary of the same shape.
 DEFAULT_MEMORY_FACTOR = 2
 BYTES_PER_SCORE = 4  # float32
 
 
-def check_eval_memory_budget(value) -> float | None:
-    """``eval_memory_budget_mb``: a number > 0, or None (RecBole's ``eval_batch_size`` batches)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(
-            f"eval_memory_budget_mb must be a number of megabytes > 0 (e.g. 16), or ~ to batch "
-            f"full-sort evaluation by eval_batch_size as RecBole does; got {value!r}."
-        )
-    if not math.isfinite(value):
-        raise ValueError(f"eval_memory_budget_mb must be finite, got {value!r}.")
-    return float(value)
+@dataclasses.dataclass(frozen=True)
+class EvalMemoryBudget:
+    """The parsed ``eval_memory_budget_mb``: megabytes of scores per full-sort batch, or None to
+    batch by RecBole's ``eval_batch_size``."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("eval_memory_budget_mb",)
+
+    megabytes: float | None
+
+    @classmethod
+    def from_config(cls, config) -> EvalMemoryBudget:
+        value = config["eval_memory_budget_mb"]
+        if value is None:
+            return cls(None)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not value > 0
+            or not math.isfinite(value)
+        ):
+            raise ValueError(
+                "eval_memory_budget_mb must be a finite number of megabytes > 0 (e.g. "
+                "--eval_memory_budget_mb=16), or ~ to batch full-sort evaluation by "
+                f"eval_batch_size as RecBole does; got {value!r}."
+            )
+        return cls(float(value))
 
 
 def users_per_batch(budget_mb: float, n_items: int, memory_factor: float) -> int:
@@ -70,7 +88,7 @@ def users_per_batch(budget_mb: float, n_items: int, memory_factor: float) -> int
 def budget_scores(config) -> int:
     """Scores in one block under ``eval_memory_budget_mb`` (``eval_batch_size`` without one): the
     ``max_scores_per_block`` of :class:`~recbole_adt.inference.CollidingInference`."""
-    budget = check_eval_memory_budget(config["eval_memory_budget_mb"])
+    budget = parsed(config, EvalMemoryBudget).megabytes
     if budget is None:
         return int(config["eval_batch_size"])
     return max(1, int(budget * 2**20 // BYTES_PER_SCORE))
@@ -175,7 +193,7 @@ class FullSortEvalMixin:
 
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.eval_memory_budget_mb = check_eval_memory_budget(config["eval_memory_budget_mb"])
+        self.eval_memory_budget_mb = parsed(config, EvalMemoryBudget).megabytes
         self.eval_collector = TopkCollector(config)
         # loader -> HistoryIndex, built at a loader's first evaluation (after its shared pairs
         # are masked: WeightsOnlyCheckpointMixin.evaluate runs before this class's).

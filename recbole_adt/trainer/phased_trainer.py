@@ -13,7 +13,12 @@ with: they reuse the training split's sampler, whose history is the whole traini
 Each phase is one call of RecBole's ``fit`` with the phase's train dataloader, a fresh optimizer,
 fresh early stopping and a checkpoint of its own (``...-<phase>.pth``). A phase starts from the
 validation-selected checkpoint of the one before, and the run's result is the last phase's. The
-drop-rate schedule counts ADT iterations only, and resuming a checkpoint continues its phase.
+drop-rate schedule counts ADT iterations only, and resuming a checkpoint continues its phase,
+with the shuffling state of every phase's loader. Tensorboard steps run on across the phases: a
+phase's epoch e is step e + the configured epochs of the phases before it.
+
+With colliding inference, :attr:`PhasedTrainer.representations` holds :math:`E^*`, the user
+representations of the selected warm-up model (Eq. 8); it is saved in the later checkpoints.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from recbole.data.utils import get_dataloader
 from recbole.utils import set_color
 
 from recbole_adt.data.extra_feedback import extra_feedback_dataset
-from recbole_adt.phases import Phase, parse_phases
+from recbole_adt.inference.colliding import CollidingSettings
+from recbole_adt.phases import Phase, PhaseSettings
+from recbole_adt.settings import parsed
 from recbole_adt.trainer.adt_trainer import ADTTrainer
 from recbole_adt.trainer.checkpoint import read_checkpoint
 
@@ -34,12 +41,17 @@ from recbole_adt.trainer.checkpoint import read_checkpoint
 class PhasedTrainer(ADTTrainer):
     """ADTTrainer that runs the configured phases, each through RecBole's own ``fit``."""
 
+    # E*: the user representations after warm-up (colliding inference), or None.
+    representations: torch.Tensor | None
+
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.phases = parse_phases(config["phases"], config["epochs"])
+        self.phase_settings = parsed(config, PhaseSettings)
+        self.phases = self.phase_settings.phases
         self.phase_index = 0
         self._resumed_phase = None  # the phase index restored by resume_checkpoint
-        self.representations_after_warmup = None  # E*, for colliding inference
+        self.representations = None
+        self.phase_loaders: dict = {}  # phase name -> its training loader, set by fit
         self._base_model_file = self.saved_model_file
         self._set_phase(0)
 
@@ -47,13 +59,20 @@ class PhasedTrainer(ADTTrainer):
     def phase(self) -> Phase:
         return self.phases[self.phase_index]
 
+    @property
+    def phase_model_files(self) -> list[str]:
+        """Each phase's checkpoint file, in phase order (one file for a single phase)."""
+        if len(self.phases) == 1:
+            return [self._base_model_file]
+        stem, ext = os.path.splitext(self._base_model_file)
+        return [f"{stem}-{phase.name}{ext}" for phase in self.phases]
+
     def _set_phase(self, index: int) -> None:
         self.phase_index = index
         self.epochs = self.phase.epochs
         self.eval_step = min(self.config["eval_step"], self.epochs)
         if len(self.phases) > 1:
-            stem, ext = os.path.splitext(self._base_model_file)
-            self.saved_model_file = f"{stem}-{self.phase.name}{ext}"
+            self.saved_model_file = self.phase_model_files[index]
 
     def _reset_for_phase(self) -> None:
         """A phase starts like a new RecBole fit: epoch 0, no best score, a new optimizer."""
@@ -72,7 +91,17 @@ class PhasedTrainer(ADTTrainer):
         show_progress=False,
         callback_fn=None,
     ):
-        phase_loaders = self._phase_loaders(train_data)
+        with self.stop_signals_caught():  # between phases too
+            result = self._fit_phases(
+                train_data, valid_data, verbose, saved, show_progress, callback_fn
+            )
+            self._stop_if_asked(f"the end of phase {self.phase.name}")
+        # Popularity-based metrics read the training data: the full split, not D*.
+        self.eval_collector.data_collect(train_data)
+        return result
+
+    def _fit_phases(self, train_data, valid_data, verbose, saved, show_progress, callback_fn):
+        self.phase_loaders = phase_loaders = self._phase_loaders(train_data)
         first = self._resumed_phase or 0
         result = (self.best_valid_score, self.best_valid_result)
         for index in range(first, len(self.phases)):
@@ -98,39 +127,43 @@ class PhasedTrainer(ADTTrainer):
                 self._set_model_phase("adt")
             if saved and index < len(self.phases) - 1:
                 self._load_best()  # the next phase starts from this phase's selected weights
-            if self.phase.name == "warmup" and self.config["colliding_inference"]:
-                self.representations_after_warmup = self._snapshot_representations(saved)
+            if self.phase.name == "warmup" and parsed(self.config, CollidingSettings).enabled:
+                self.representations = self._snapshot_representations(saved)
         self._resumed_phase = None
-        # Popularity-based metrics read the training data: the full split, not D*.
-        self.eval_collector.data_collect(train_data)
         return result
 
+    def _loaders_to_save(self, train_data) -> tuple:
+        """Every phase's loader, once each, in phase-name order: warm-up and finetune share
+        one, and a checkpoint of any phase holds the shuffling state of all."""
+        loaders = {id(loader): loader for _, loader in sorted(self.phase_loaders.items())}
+        return tuple(loaders.values()) or (train_data,)
+
+    def epoch_offset(self) -> int:
+        return sum(phase.epochs for phase in self.phases[: self.phase_index])
+
+    def _phase_name(self) -> str:
+        return self.phase.name
+
+    def _phase_note(self) -> str:
+        return f" of phase {self.phase.name}" if len(self.phases) > 1 else ""
+
     def _set_model_phase(self, name: str) -> None:
-        if hasattr(self.model, "set_training_phase"):
+        # Config admits warmup and finetune only for models that train on D*
+        # (model.extra_feedback.trains_on_extra_feedback); a run of adt alone sets nothing.
+        if self.phase_settings.on_extra_feedback:
             self.model.set_training_phase(name)
 
     def _phase_loaders(self, train_data) -> dict:
         loaders = {"adt": train_data}
-        if not any(phase.on_extra_feedback for phase in self.phases):
+        if not self.phase_settings.on_extra_feedback:
             return loaders
-        if not hasattr(self.model, "set_training_phase"):
-            raise ValueError(
-                f"{self.config['model']} cannot train on extra feedback (warmup, finetune); "
-                "those phases work with GMF, NeuMF and CDAE. Use phases: [adt]."
-            )
+        # ADTDataset.build made D* for these phases (or refused a dataset without it).
         train_dataset = train_data._dataset
-        extra = getattr(train_dataset, "extra_feedback", None)
-        if extra is None or len(extra) == 0:
-            raise ValueError(
-                "The phases warmup and finetune train on extra feedback D*, which this dataset "
-                "does not have: set fp_field (simulated D*, see extra_feedback_ratio) or "
-                "extra_feedback_field (real D*), or use phases: [adt]."
-            )
         # The training sampler's history is the whole training split: D* negatives are never
         # items the user has an implicit interaction with.
         loader = get_dataloader(self.config, "train")(
             self.config,
-            extra_feedback_dataset(train_dataset, extra),
+            extra_feedback_dataset(train_dataset, train_dataset.extra_feedback),
             train_data._sampler,
             shuffle=self.config["shuffle"],
         )
@@ -163,8 +196,8 @@ class PhasedTrainer(ADTTrainer):
 
     def _checkpoint_state(self, epoch: int) -> dict:
         state = {**super()._checkpoint_state(epoch), "phase_index": self.phase_index}
-        if self.representations_after_warmup is not None:
-            state["representations_after_warmup"] = self.representations_after_warmup
+        if self.representations is not None:
+            state["representations"] = self.representations
         return state
 
     def _restore_checkpoint_state(self, checkpoint: dict) -> None:
@@ -180,5 +213,8 @@ class PhasedTrainer(ADTTrainer):
         self._set_phase(index)
         self.saved_model_file = saved_file  # keep what resume_checkpoint chose for this phase
         self._resumed_phase = index
-        self.representations_after_warmup = checkpoint.get("representations_after_warmup")
+        # Checkpoints written before E* was a declared field keep it under its old name.
+        self.representations = checkpoint.get(
+            "representations", checkpoint.get("representations_after_warmup")
+        )
         self.logger.info(f"Resuming phase {index + 1}/{len(self.phases)}: {self.phase.name}")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ import torch.nn.functional as F
 from recbole.data.interaction import Interaction
 from recbole.utils import InputType
 
+from recbole_adt.settings import parsed
 from recbole_adt.trainer.full_sort import budget_scores
 
 CHECKPOINT_RULES = ("valid_metric", "valid_loss", "valid_loss_truncated")
@@ -46,21 +48,52 @@ LOSS_RULES = CHECKPOINT_RULES[1:]
 _REJECTION_ROUNDS = 20
 
 
-def check_checkpoint_rule(rule) -> str:
-    """Validate ``checkpoint_rule``: one of :data:`CHECKPOINT_RULES`."""
-    if rule not in CHECKPOINT_RULES:
-        raise ValueError(
-            f"checkpoint_rule must be one of {', '.join(CHECKPOINT_RULES)}, got {rule!r}. "
-            "valid_metric keeps the epoch with the best valid_metric (RecBole's rule); "
-            "valid_loss the one with the smallest mean CE on validation positives and sampled "
-            "negatives; valid_loss_truncated the same without the checkpoint_truncate_ratio "
-            "share of positives with the largest loss."
+@dataclasses.dataclass(frozen=True)
+class CheckpointRule:
+    """The parsed ``checkpoint_rule`` and ``checkpoint_truncate_ratio``: which epoch a run keeps.
+
+    ``rule`` is one of :data:`CHECKPOINT_RULES`; ``truncate_ratio`` is :math:`r` of
+    ``valid_loss_truncated``, in [0, 1).
+    """
+
+    KEYS: ClassVar[tuple[str, ...]] = ("checkpoint_rule", "checkpoint_truncate_ratio")
+
+    rule: str
+    truncate_ratio: float
+
+    @classmethod
+    def from_config(cls, config) -> CheckpointRule:
+        rule = config["checkpoint_rule"]
+        if rule not in CHECKPOINT_RULES:
+            raise ValueError(
+                f"checkpoint_rule must be one of {', '.join(CHECKPOINT_RULES)}, got {rule!r}. "
+                "valid_metric keeps the epoch with the best valid_metric (RecBole's rule); "
+                "valid_loss the one with the smallest mean CE on validation positives and "
+                "sampled negatives; valid_loss_truncated the same without the "
+                "checkpoint_truncate_ratio share of positives with the largest loss, e.g. "
+                "--checkpoint_rule=valid_loss."
+            )
+        return cls(rule, _truncate_ratio(config["checkpoint_truncate_ratio"]))
+
+    @property
+    def on_loss(self) -> bool:
+        """Whether the rule scores epochs by a validation loss (smaller is better)."""
+        return self.rule in LOSS_RULES
+
+    def score_bigger(self, valid_metric_bigger: bool) -> bool:
+        """Whether a bigger checkpoint score is better: the metric's direction, False for a loss."""
+        return False if self.on_loss else valid_metric_bigger
+
+    def losses(self, model, pairs: ValidationPairs, *, scores_per_block: int) -> dict[str, float]:
+        """``{"valid_loss": ..., "valid_loss_truncated": ...}`` of ``model`` on ``pairs``, the
+        truncated one without this rule's ``truncate_ratio`` share of the positives."""
+        return validation_losses(
+            model, pairs, truncate_ratio=self.truncate_ratio, scores_per_block=scores_per_block
         )
-    return rule
 
 
-def check_truncate_ratio(ratio) -> float:
-    """Validate ``checkpoint_truncate_ratio``: a number in [0, 1)."""
+def _truncate_ratio(ratio) -> float:
+    """``checkpoint_truncate_ratio``: a number in [0, 1)."""
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
         raise ValueError(
             f"checkpoint_truncate_ratio must be a number in [0, 1), got {ratio!r}: the share "
@@ -68,17 +101,6 @@ def check_truncate_ratio(ratio) -> float:
             "out (EvalDenoisingRec uses 0.2), e.g. --checkpoint_truncate_ratio=0.2."
         )
     return float(ratio)
-
-
-def check_selection_settings(settings: dict) -> None:
-    """``checkpoint_rule`` and ``checkpoint_truncate_ratio`` of a merged config."""
-    check_checkpoint_rule(settings.get("checkpoint_rule", "valid_metric"))
-    check_truncate_ratio(settings.get("checkpoint_truncate_ratio", 0.2))
-
-
-def score_bigger(rule: str, valid_metric_bigger: bool) -> bool:
-    """Whether a bigger checkpoint score is better: the metric's direction, or False for a loss."""
-    return valid_metric_bigger if check_checkpoint_rule(rule) == "valid_metric" else False
 
 
 def validation_loss(positive_loss: torch.Tensor, negative_loss: torch.Tensor) -> float:
@@ -94,7 +116,7 @@ def truncated_validation_loss(
 ) -> float:
     r""":func:`validation_loss` over the :math:`\lfloor (1-r)\,|V^+| \rfloor` smallest positive
     losses and every negative loss (ERM_RE of EvalDenoisingRec with :math:`r` = 0.2)."""
-    ratio = check_truncate_ratio(truncate_ratio)
+    ratio = _truncate_ratio(truncate_ratio)
     keep = math.floor(positive_loss.numel() * (1.0 - ratio))
     kept = torch.sort(positive_loss.flatten()).values[:keep]
     return validation_loss(kept, negative_loss)
@@ -263,22 +285,18 @@ class CheckpointRuleMixin:
 
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.checkpoint_rule = check_checkpoint_rule(config["checkpoint_rule"])
-        self.checkpoint_truncate_ratio = check_truncate_ratio(config["checkpoint_truncate_ratio"])
-        self.valid_metric_bigger = score_bigger(self.checkpoint_rule, self.valid_metric_bigger)
+        self.checkpoint_rule = parsed(config, CheckpointRule)
+        self.valid_metric_bigger = self.checkpoint_rule.score_bigger(self.valid_metric_bigger)
         self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
         self._validation_pairs = None  # drawn at the first validation, kept for the run
 
     def _valid_epoch(self, valid_data, show_progress=False):
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
-        if self.checkpoint_rule == "valid_metric":
+        if not self.checkpoint_rule.on_loss:
             return valid_score, valid_result
         if self._validation_pairs is None:
             self._validation_pairs = validation_pairs(valid_data, seed=self.config["seed"])
-        losses = validation_losses(
-            self.model,
-            self._validation_pairs,
-            truncate_ratio=self.checkpoint_truncate_ratio,
-            scores_per_block=budget_scores(self.config),
+        losses = self.checkpoint_rule.losses(
+            self.model, self._validation_pairs, scores_per_block=budget_scores(self.config)
         )
-        return losses[self.checkpoint_rule], {**valid_result, **losses}
+        return losses[self.checkpoint_rule.rule], {**valid_result, **losses}
