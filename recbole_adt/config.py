@@ -165,6 +165,16 @@ class Config(RecBoleConfig):
         model_for_loss(self.model_class, settings["adt_loss"])  # the loss applies
         self._check_phases_and_colliding()
         self._load_extra_feedback_field()
+        if (
+            parsed(self, LossChoice).base == "nr"
+            and parsed(self, NRWeights).dissatisfied_threshold is not None
+            and parsed(self, ExtraFeedbackSettings).field is None
+        ):
+            raise ValueError(
+                "nr_dissatisfied_threshold needs real extra feedback (extra_feedback_field, e.g. "
+                "rating), but D* is simulated: leave it empty (~), and choose with "
+                "nr_unlabelled_clicks what the clicks outside D* are."
+            )
         if settings["clean_test"] and not settings["fp_field"]:
             raise ValueError(
                 "clean_test needs fp_field, the name of the false-positive flag field; "

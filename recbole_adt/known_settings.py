@@ -119,6 +119,7 @@ _SWITCHED = {
     "colliding_neighbours": ("colliding_inference", (True,)),
     "colliding_lambda": ("colliding_inference", (True,)),
     "colliding_ratio_threshold": ("colliding_inference", (True,)),
+    "colliding_users_without_extra": ("colliding_inference", (True,)),
     "checkpoint_truncate_ratio": ("checkpoint_rule", ("valid_loss_truncated",)),
 }
 # n of the drop count, read by every denoiser that drops (recbole_adt.model.DenoisingLossMixin),

@@ -13,8 +13,8 @@ negative); pairwise ones take the scores of a (user, positive, negative) triple'
 - :func:`bce`, :func:`bpr`: the base losses.
 - :func:`truncated_bce`, :func:`reweighted_bce`: T-CE and R-CE, :func:`truncated_bpr`,
   :func:`reweighted_bpr`: T-BPR and R-BPR, each a base loss composed with its denoiser.
-- :func:`nr_weighted_bce`: NR, the extra-feedback baseline of section 5.3 (Wen et al., ref. [5]),
-  whose two weights :class:`NRWeights` owns.
+- :class:`NRWeights`: the settings of NR, the extra-feedback baseline of section 5.3 (Wen et al.,
+  ref. [5]): CE on batches composed by shares (:mod:`recbole_adt.data.nr_batches`).
 
 The denoisers' helpers and checks (:func:`largest_loss_positives`, :func:`drop_count`,
 :func:`rce_weight`, :func:`check_beta`) live with their denoiser, :func:`check_drop_rate` with the
@@ -55,17 +55,16 @@ __all__ = [
     "LOSS_NAMES",
     "LossChoice",
     "NRWeights",
+    "NR_UNLABELLED_CLICKS",
     "bce",
     "bpr",
     "check_beta",
     "check_drop_rate",
     "check_loss_name",
-    "check_nr_weights",
     "drop_count",
     "either",
     "largest_loss_positives",
     "names_on",
-    "nr_weighted_bce",
     "rce_weight",
     "reweighted_bce",
     "reweighted_bpr",
@@ -130,56 +129,108 @@ def either(names, word: str = "or") -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
 
 
-def check_nr_weights(click_weight: float, negative_weight: float) -> tuple[float, float]:
-    """Validate NR's two weights (``nr_click_weight``, ``nr_negative_weight``): finite, >= 0."""
-    for name, value in (("nr_click_weight", click_weight), ("nr_negative_weight", negative_weight)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not (math.isfinite(value) and value >= 0)
-        ):
-            raise ValueError(
-                f"{name} must be a finite number >= 0, got {value!r}: NR weighs "
-                + ("clicks outside D*" if name == "nr_click_weight" else "sampled items")
-                + f" as negatives by it, e.g. --{name}="
-                + ("0.5." if name == "nr_click_weight" else "1.0.")
-            )
-    return float(click_weight), float(negative_weight)
+NR_UNLABELLED_CLICKS = ("dissatisfied", "excluded")
+
+
+def _is_share(value) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= 1
+    )
 
 
 @dataclass(frozen=True)
 class NRWeights:
-    """The owner of NR's weights: :math:`w_c` (``nr_click_weight``), :math:`w_n`
-    (``nr_negative_weight``), finite and >= 0 (see :func:`nr_weighted_bce`)."""
+    r"""The owner of NR's settings (Wen, Yang, Estrin, RecSys 2019; ``adt_loss: NR``).
 
-    KEYS: ClassVar[tuple[str, ...]] = ("nr_click_weight", "nr_negative_weight")
+    NR weighs its three groups of rows by their *shares of each batch*
+    (:class:`~recbole_adt.data.nr_batches.NRBatchLoader`):
 
-    click_weight: float
-    negative_weight: float
+    - ``pos_ratio`` (``nr_pos_ratio``): satisfied clicks, label 1 (:math:`D^*`);
+    - ``neg_ratio`` (``nr_neg_ratio``): dissatisfied clicks, label 0;
+    - the rest, :math:`1 - p - n`: sampled non-clicks, label 0.
+
+    Both in [0, 1] with :math:`0 < p + n \le 1`, as the authors' ``wrmf_postclick.py`` checks.
+    ``dissatisfied_threshold`` (``nr_dissatisfied_threshold``): with real extra feedback, a click
+    whose ``extra_feedback_field`` is below it is dissatisfied; empty: no click is known
+    dissatisfied by its value. ``unlabelled_clicks`` (``nr_unlabelled_clicks``): what the clicks
+    in neither group are, ``dissatisfied`` (every click labelled, as in Wen et al.'s data and in
+    Wang et al.'s NR: "re-weights the false-positive and non-interacted ones") or ``excluded``
+    (never a row of a batch; with ``nr_neg_ratio: 0`` both readings give the same batches).
+    """
+
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "nr_pos_ratio",
+        "nr_neg_ratio",
+        "nr_dissatisfied_threshold",
+        "nr_unlabelled_clicks",
+    )
+
+    pos_ratio: float
+    neg_ratio: float
+    dissatisfied_threshold: float | None = None
+    unlabelled_clicks: str = "dissatisfied"
 
     def __post_init__(self) -> None:
-        click, negative = check_nr_weights(self.click_weight, self.negative_weight)
-        object.__setattr__(self, "click_weight", click)
-        object.__setattr__(self, "negative_weight", negative)
+        for name, value in (("nr_pos_ratio", self.pos_ratio), ("nr_neg_ratio", self.neg_ratio)):
+            if not _is_share(value):
+                raise ValueError(
+                    f"{name} must be a number in [0, 1], got {value!r}: it is the share of each "
+                    "NR batch taken by "
+                    + (
+                        "satisfied clicks (label 1)"
+                        if name == "nr_pos_ratio"
+                        else "dissatisfied clicks (label 0)"
+                    )
+                    + f", e.g. --{name}="
+                    + ("0.4." if name == "nr_pos_ratio" else "0.2.")
+                )
+        if not 0 < self.pos_ratio + self.neg_ratio <= 1:
+            raise ValueError(
+                f"nr_pos_ratio + nr_neg_ratio must be in (0, 1], got {self.pos_ratio!r} + "
+                f"{self.neg_ratio!r}: the rest of each batch is sampled non-clicks, and a batch "
+                "needs some clicks; e.g. --nr_pos_ratio=0.4 --nr_neg_ratio=0.2."
+            )
+        threshold = self.dissatisfied_threshold
+        if threshold is not None and (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not math.isfinite(threshold)
+        ):
+            raise ValueError(
+                f"nr_dissatisfied_threshold must be a number or empty (~), got {threshold!r}: "
+                "with extra_feedback_field, a click whose value is below it is dissatisfied, "
+                "e.g. --nr_dissatisfied_threshold=4 for ratings 1-3."
+            )
+        if self.unlabelled_clicks not in NR_UNLABELLED_CLICKS:
+            raise ValueError(
+                f"nr_unlabelled_clicks must be dissatisfied or excluded, got "
+                f"{self.unlabelled_clicks!r}: the clicks neither satisfied (D*) nor known "
+                "dissatisfied either join the dissatisfied group or never enter a batch."
+            )
+        object.__setattr__(self, "pos_ratio", float(self.pos_ratio))
+        object.__setattr__(self, "neg_ratio", float(self.neg_ratio))
+        if threshold is not None:
+            object.__setattr__(self, "dissatisfied_threshold", float(threshold))
 
     @classmethod
     def from_config(cls, config) -> NRWeights:
-        return cls(config["nr_click_weight"], config["nr_negative_weight"])
+        return cls(
+            config["nr_pos_ratio"],
+            config["nr_neg_ratio"],
+            config["nr_dissatisfied_threshold"],
+            config["nr_unlabelled_clicks"],
+        )
 
-    def loss(
-        self,
-        logits: torch.Tensor,
-        labels: torch.Tensor,
-        reliable: torch.Tensor,
-        *,
-        reduction: Reduction = "mean",
-    ) -> torch.Tensor:
-        """:func:`nr_weighted_bce` with these weights (checked when they were made)."""
-        clicked = labels > 0.5
-        target = clicked & reliable.bool()
-        weight = torch.full_like(logits, self.negative_weight)
-        weight = weight.masked_fill(clicked, self.click_weight).masked_fill(target, 1.0)
-        return _reduce(bce(logits, target, reduction="none") * weight, reduction)
+    def counts(self, batch_size: int) -> tuple[int, int, int]:
+        r"""Rows per batch: (satisfied, dissatisfied, non-clicks), as the authors' sampler:
+        :math:`\lfloor Bp \rfloor`, :math:`\lfloor Bn \rfloor` and the rest (a 1e-9 guard
+        keeps e.g. 100 * 0.29 at 29)."""
+        satisfied = math.floor(batch_size * self.pos_ratio + 1e-9)
+        dissatisfied = math.floor(batch_size * self.neg_ratio + 1e-9)
+        return satisfied, dissatisfied, batch_size - satisfied - dissatisfied
 
 
 def _reduce(loss: torch.Tensor, reduction: Reduction) -> torch.Tensor:
@@ -300,41 +351,3 @@ def _truncated(
 def _reweighted(loss, margin, labels, beta: float, reduction: Reduction) -> torch.Tensor:
     """The :class:`Reweight` denoiser on a whole batch."""
     return _reduce(Reweight(beta=beta)(loss, margin, labels).loss, reduction)
-
-
-def nr_weighted_bce(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    reliable: torch.Tensor,
-    *,
-    click_weight: float,
-    negative_weight: float,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
-    r"""NR: CE with the extra feedback :math:`D^*` as the only positives (Wen et al., RecSys 2019).
-
-    H. Wen, L. Yang, D. Estrin, "Leveraging Post-click Feedback for Content Recommendations",
-    RecSys 2019 (ref. [5] of Wang et al.; "Negative feedback Reweighting" in its section 5.3).
-    Interactions confirmed by extra feedback are positives; the other clicks (interactions
-    outside :math:`D^*`) and the sampled non-interacted items are negatives, each group with its
-    own weight:
-
-    .. math::
-        \mathcal{L}_{NR} = \frac{1}{N}\Big[\sum_{(u,i)\in D^*} -\log \sigma(s_{ui})
-        + w_c \sum_{(u,i)\in \bar D\setminus D^*} -\log(1-\sigma(s_{ui}))
-        + w_n \sum_{(u,j)\notin \bar D} -\log(1-\sigma(s_{uj}))\Big]
-
-    with :math:`w_c` = ``click_weight``, :math:`w_n` = ``negative_weight`` and :math:`N` the
-    number of entries. Choices the paper leaves open, taken here:
-
-    - ``mean`` divides by the number of entries :math:`N`, not by the sum of the weights, so the
-      weights scale each group against the :math:`D^*` positives (weight 1), and NR with
-      :math:`w_c = w_n = 1` is exactly CE on the relabelled targets;
-    - ``reliable`` marks :math:`D^*`; it counts only where ``labels`` is 1 (a :math:`D^*` entry
-      is an interaction by definition), so a reliable flag on a sampled negative is ignored.
-
-    ``labels`` is 1 for an interaction (:math:`\bar y_{ui}=1`) and 0 for a non-interacted item.
-    Any shape works: a batch of rows or a user x item matrix.
-    """
-    weights = NRWeights(click_weight, negative_weight)
-    return weights.loss(logits, labels, reliable, reduction=reduction)

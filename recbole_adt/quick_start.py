@@ -23,6 +23,7 @@ from recbole_adt.config import Config
 from recbole_adt.console import Console, init_run_logger, log_file, log_start
 from recbole_adt.data import ADTDataset
 from recbole_adt.data.checks import check_dataset_files
+from recbole_adt.data.nr_batches import nr_train_data
 from recbole_adt.distributed import (
     leave_group,
     post_error,
@@ -109,6 +110,7 @@ def run_recbole_adt(
     if config["eval_type"] == EvaluatorType.RANKING:
         check_topk_fits(config["topk"], dataset.item_num - 1, config["dataset"])  # - [PAD]
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    train_data = nr_train_data(config, train_data)  # NR's stratified batches, adt_loss NR only
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"], adt_loss=config["adt_loss"])(config, train_data._dataset).to(

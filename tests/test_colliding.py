@@ -44,6 +44,9 @@ HAND_SCORES = torch.tensor(
 HAND_EXPECTED = torch.tensor(
     [[0.72, 0.28, 0.40], [0.2, 0.6, 0.4], [0.36, 0.40, 0.58], [0.52, 0.48, 0.30]]
 )
+# users_without_extra="skip": user 1 (ratio 0, no D* row) keeps its scores and is nobody's
+# neighbour (it is in no N_u above anyway); users 3 and 4 mix as before.
+HAND_EXPECTED_SKIP = torch.cat((HAND_SCORES[1:2], HAND_EXPECTED[1:]))
 
 
 def lookup(table: torch.Tensor, calls: list[torch.Tensor] | None = None):
@@ -66,27 +69,94 @@ def random_case(seed: int, n_users: int = 50, n_items: int = 30, dim: int = 8):
     return reps, scores, ratio
 
 
-def test_hand_built_case():
+@pytest.mark.parametrize(
+    ("without_extra", "expected", "user_1_sparse", "user_1_neighbours"),
+    [("mix", HAND_EXPECTED, True, [2, 4]), ("skip", HAND_EXPECTED_SKIP, False, [-1, -1])],
+)
+def test_hand_built_case(without_extra, expected, user_1_sparse, user_1_neighbours):
     colliding = CollidingInference(
         HAND_REPS,
         HAND_RATIO,
         num_neighbours=2,
         lam=0.6,
         ratio_threshold=0.2,
+        users_without_extra=without_extra,
         max_scores_per_block=3,  # one user per predict call
     )
     users = torch.tensor([1, 2, 3, 4])
     calls: list[torch.Tensor] = []
     mixed = colliding.mix(users, HAND_SCORES[users], lookup(HAND_SCORES, calls))
-    torch.testing.assert_close(mixed, HAND_EXPECTED, rtol=0, atol=1e-6)
-    assert torch.equal(colliding.sparse_users, torch.tensor([False, True, False, True, True]))
-    assert colliding.neighbours_of(users).tolist() == [[2, 4], [-1, -1], [4, 2], [3, 2]]
+    torch.testing.assert_close(mixed, expected, rtol=0, atol=1e-6)
+    assert colliding.sparse_users.tolist() == [False, user_1_sparse, False, True, True]
+    assert colliding.neighbours_of(users).tolist() == [user_1_neighbours, [-1, -1], [4, 2], [3, 2]]
     # The distinct neighbours 2, 3, 4, each scored once, one per call.
     assert [c.tolist() for c in calls] == [[2], [3], [4]]
     dense = dense_colliding_scores(
-        HAND_SCORES, HAND_REPS, HAND_RATIO, num_neighbours=2, lam=0.6, ratio_threshold=0.2
+        HAND_SCORES,
+        HAND_REPS,
+        HAND_RATIO,
+        num_neighbours=2,
+        lam=0.6,
+        ratio_threshold=0.2,
+        users_without_extra=without_extra,
     )
-    torch.testing.assert_close(dense[1:], HAND_EXPECTED, rtol=0, atol=1e-6)
+    torch.testing.assert_close(dense[1:], expected, rtol=0, atol=1e-6)
+
+
+def test_skip_takes_users_without_extra_feedback_out_of_the_neighbours():
+    # User 1 has no D* row but is the one most similar to user 2 (0.90): with "mix", N_2 starts
+    # with 1; with "skip", 1 is no candidate and N_2 = [4, 3] (0.26, 0.10).
+    ratio = torch.tensor([0.0, 0.0, 0.1, 0.5, 0.05])  # threshold 0.2: users 2 and 4 sparse
+    values = {"num_neighbours": 2, "lam": 0.5, "ratio_threshold": 0.2}
+    mix = CollidingInference(HAND_REPS, ratio, **values)  # the default
+    skip = CollidingInference(HAND_REPS, ratio, **values, users_without_extra="skip")
+    users = torch.tensor([1, 2, 4])
+    assert mix.users_without_extra == "mix"
+    assert mix.neighbours_of(users).tolist() == [[2, 4], [1, 4], [3, 2]]
+    assert skip.neighbours_of(users).tolist() == [[-1, -1], [4, 3], [3, 2]]
+    # user 2, skip: 0.5 * [0.2, 0.6, 0.4] + 0.25 * ([0.7, 0.5, 0.1] + [0.3, 0.3, 0.8])
+    mixed = skip.mix(users, HAND_SCORES[users], lookup(HAND_SCORES))
+    torch.testing.assert_close(mixed[1], torch.tensor([0.35, 0.50, 0.425]), rtol=0, atol=1e-6)
+    assert torch.equal(mixed[0], HAND_SCORES[1])
+    # Only users 2, 3, 4 have D*: two candidates besides the user itself.
+    with pytest.raises(ValueError, match=r"colliding_neighbours=3 .* only 2 are available"):
+        CollidingInference(
+            HAND_REPS,
+            ratio,
+            num_neighbours=3,
+            lam=0.5,
+            ratio_threshold=0.2,
+            users_without_extra="skip",
+        )
+
+
+@pytest.mark.parametrize("without_extra", ["skip", "mix"])
+def test_a_ratio_equal_to_the_threshold_is_not_sparse(without_extra):
+    # Ratios exactly at the thresholds 0.1 and 0.3 (3/10, as ExtraFeedback.user_ratio computes
+    # it, in double): not sparse. Just below: sparse. The paper mixes ratios *smaller* than it.
+    ratio = torch.tensor([0.0, 0.1, 3 / 10, 0.1 - 1e-9, 0.3 - 1e-9], dtype=torch.float64)
+    expected = {0.1: [False, False, False, True, False], 0.3: [False, True, False, True, True]}
+    for threshold, sparse in expected.items():
+        colliding = CollidingInference(
+            HAND_REPS,
+            ratio,
+            num_neighbours=1,
+            lam=0.0,
+            ratio_threshold=threshold,
+            users_without_extra=without_extra,
+        )
+        assert colliding.sparse_users.tolist() == sparse
+    at_threshold = CollidingInference(
+        HAND_REPS, ratio, num_neighbours=1, lam=0.0, ratio_threshold=0.3 - 1e-9
+    )
+    assert at_threshold.sparse_users.tolist() == [False, True, False, True, False]
+    users = torch.tensor([1, 2, 3, 4])
+    mixed = at_threshold.mix(users, HAND_SCORES[users].clone(), lookup(HAND_SCORES))
+    assert torch.equal(mixed[[1, 3]], HAND_SCORES[[2, 4]])  # the ratios at the threshold
+    assert torch.equal(mixed[0], HAND_SCORES[2])  # lambda 0: user 1 takes N_1 = [2]
+    assert torch.equal(
+        at_threshold.with_threshold(0.1).sparse_users, torch.tensor([False] * 3 + [True, False])
+    )
 
 
 def test_lambda_one_returns_the_plain_scores():
@@ -132,7 +202,8 @@ def test_batch_without_sparse_users_makes_no_predict_call():
 @pytest.mark.parametrize("num_neighbours", [1, 3, 10])
 @pytest.mark.parametrize("lam", [0.0, 0.4])
 @pytest.mark.parametrize("budget", [1, 70, 10**6])
-def test_blocked_equals_dense(num_neighbours, lam, budget):
+@pytest.mark.parametrize("without_extra", ["skip", "mix"])
+def test_blocked_equals_dense(num_neighbours, lam, budget, without_extra):
     reps, scores, ratio = random_case(2 + num_neighbours)
     n_items = scores.shape[1]
     colliding = CollidingInference(
@@ -141,10 +212,17 @@ def test_blocked_equals_dense(num_neighbours, lam, budget):
         num_neighbours=num_neighbours,
         lam=lam,
         ratio_threshold=0.3,
+        users_without_extra=without_extra,
         max_scores_per_block=budget,  # 1 and 70: one or two users per block and per call
     )
     dense = dense_colliding_scores(
-        scores, reps, ratio, num_neighbours=num_neighbours, lam=lam, ratio_threshold=0.3
+        scores,
+        reps,
+        ratio,
+        num_neighbours=num_neighbours,
+        lam=lam,
+        ratio_threshold=0.3,
+        users_without_extra=without_extra,
     )
     calls: list[torch.Tensor] = []
     # Batches of 7 users, as an evaluator would send them.
@@ -245,12 +323,14 @@ COLLIDING = {
     "colliding_neighbours": [1, 3.0],
     "colliding_lambda": [0, 0.5],
     "colliding_ratio_threshold": 0.2,
+    "colliding_users_without_extra": "mix",
 }
 
 
 def test_owner_parses_the_grid_once():
     settings = CollidingSettings.from_config(COLLIDING)
-    assert settings == CollidingSettings(True, ((1, 0.0), (1, 0.5), (3, 0.0), (3, 0.5)), 0.2)
+    grid = ((1, 0.0), (1, 0.5), (3, 0.0), (3, 0.5))
+    assert settings == CollidingSettings(True, grid, 0.2, "mix")
     single = CollidingSettings.from_config(
         {**COLLIDING, "colliding_neighbours": 5, "colliding_lambda": 1}
     )
@@ -265,6 +345,7 @@ def test_owner_parses_the_grid_once():
         ({"colliding_lambda": [0.5, 2]}, r"colliding_lambda must be a number in \[0, 1\]"),
         ({"colliding_neighbours": [3, 0]}, "colliding_neighbours must be an integer >= 1"),
         ({"colliding_ratio_threshold": -1}, "colliding_ratio_threshold must be a finite number"),
+        ({"colliding_users_without_extra": "drop"}, "must be 'skip' or 'mix', got 'drop'"),
     ],
 )
 def test_owner_names_the_bad_setting(setting, message):
@@ -402,3 +483,46 @@ def test_reusing_the_batch_keeps_plain_rows_and_lambda_one():
         reps, ratio, num_neighbours=4, lam=1.0, ratio_threshold=0.25, max_scores_per_block=90
     )
     assert unchanged.mix(users, plain, lookup(scores), reuse_batch=True) is plain
+
+
+# One Table 5 row per threshold: with_threshold.
+
+
+@pytest.mark.parametrize("without_extra", ["skip", "mix"])
+def test_with_threshold_equals_a_fresh_inference_at_that_threshold(without_extra):
+    reps, scores, ratio = random_case(7)
+    values = {"num_neighbours": 4, "lam": 0.3, "users_without_extra": without_extra}
+    low = CollidingInference(reps, ratio, ratio_threshold=0.2, **values)
+    sparse_before = low.sparse_users.clone()
+    users = torch.arange(1, 50)
+    for threshold in (0.1, 0.3, 0.45):
+        derived = low.with_threshold(threshold)
+        fresh = CollidingInference(reps, ratio, ratio_threshold=threshold, **values)
+        assert derived.ratio_threshold == threshold
+        assert torch.equal(derived.sparse_users, fresh.sparse_users)
+        assert torch.equal(derived.neighbours_of(users), fresh.neighbours_of(users))
+        plain = scores[users]
+        assert torch.equal(
+            derived.mix(users, plain, lookup(scores)), fresh.mix(users, plain, lookup(scores))
+        )
+    assert torch.equal(low.sparse_users, sparse_before) and low.ratio_threshold == 0.2
+    assert low.with_threshold(0.2) is low
+
+
+def test_each_threshold_mixes_the_users_below_it():
+    """The "< 0.3" row mixes the users in [0.2, 0.3) too, not only those below 0.2."""
+    reps, scores, ratio = random_case(8)
+    users = torch.arange(1, 50)
+    between = (ratio[users] >= 0.2) & (ratio[users] < 0.3)
+    below = (ratio[users] > 0) & (ratio[users] < 0.2)
+    assert between.any() and below.any()
+    overall = CollidingInference(reps, ratio, num_neighbours=3, lam=0.0, ratio_threshold=0.2)
+    row_03 = overall.with_threshold(0.3).mix(users, scores[users], lookup(scores))
+    only_02 = overall.mix(users, scores[users], lookup(scores))
+    dense_03 = dense_colliding_scores(
+        scores, reps, ratio, num_neighbours=3, lam=0.0, ratio_threshold=0.3
+    )
+    torch.testing.assert_close(row_03, dense_03[users], rtol=1e-6, atol=1e-7)
+    assert torch.equal(row_03[below], only_02[below])
+    assert (row_03[between] != only_02[between]).any(dim=1).all()
+    assert torch.equal(only_02[between], scores[users][between])

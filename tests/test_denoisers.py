@@ -84,13 +84,15 @@ def test_default_grids_come_from_the_denoisers():
         "num_gradual_unit": ["iterations"],  # the paper's grid counts iterations
     }
     reweight = {"beta": [0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0]}
-    assert set(DEFAULT_GRIDS) == {"tce", "tbpr", "dcf", "rce", "rbpr"}
+    assert set(DEFAULT_GRIDS) == {"tce", "tbpr", "dcf", "rce", "rbpr", "nr"}
     for loss in ("tce", "tbpr", "dcf"):
         assert default_grid(loss) == truncate
     for loss in ("rce", "rbpr"):
         assert default_grid(loss) == reweight
-    with pytest.raises(ValueError, match="NR has no grid in the paper"):
-        default_grid("nr")
+    # NR's shares, its own (no denoiser): 0 included for the dissatisfied share
+    assert default_grid("nr") == {"nr_pos_ratio": [0.2, 0.4, 0.6], "nr_neg_ratio": [0.0, 0.2, 0.4]}
+    with pytest.raises(ValueError, match="CE has no grid in the paper"):
+        default_grid("ce")
 
 
 def test_a_new_denoiser_brings_its_names(monkeypatch):

@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from recbole.data.interaction import Interaction
 
+from recbole_adt.evaluation import evaluate_groups, select_colliding
 from recbole_adt.quick_start import run_recbole_adt, run_seeds
 from recbole_adt.trainer import PhasedTrainer
+from tests.pipeline import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,6 +73,97 @@ def test_colliding_changes_only_the_sparse_groups(warm):
     result = run_recbole_adt("GMF", config_dict=settings)
     assert result["test_groups"]["ratio < 0.1"] != result["test_groups_plain"]["ratio < 0.1"]
     assert result["colliding"] == {"neighbours": 5, "lambda": 0.0}
+
+
+def recorded_scores(trainer, eval_data, colliding=None) -> dict[int, torch.Tensor]:
+    """User -> the score row RecBole's evaluator ranks (history masked with -inf)."""
+    seen = {}
+    evaluate_batch = trainer._full_sort_batch_eval
+
+    def record(batched_data):
+        interaction, scores, positive_u, positive_i = evaluate_batch(batched_data)
+        for user, row in zip(interaction["user_id"].tolist(), scores):
+            seen[user] = row.clone()
+        return interaction, scores, positive_u, positive_i
+
+    trainer._full_sort_batch_eval = record
+    try:
+        evaluate_groups(trainer, eval_data, {}, colliding=colliding, load_best_model=False)
+    finally:
+        del trainer._full_sort_batch_eval
+    return seen
+
+
+def hand_neighbours(reps, ratio, user: int, k: int, skip: bool) -> list[int]:
+    """N_u by a loop: the k users other than u (with skip, only users with D*) by
+    <e_u, e_j>, ties to the lower id."""
+    candidates = [j for j in range(1, len(ratio)) if j != user and (ratio[j] > 0 or not skip)]
+    return sorted(candidates, key=lambda j: (-float(reps[user] @ reps[j]), j))[:k]
+
+
+@pytest.mark.parametrize("without_extra", ["skip", "mix"])
+def test_colliding_scores_are_eq_8_by_hand(warm, without_extra):
+    """Through RecBole's evaluator: users at or above the threshold, and with skip the users
+    without D*, rank their plain scores bitwise; every sparse user ranks
+    lambda * y_u + (1 - lambda) / k * sum of y_j over N_u."""
+    k, lam, threshold = 3, 0.3, 0.1
+    skip = without_extra == "skip"
+    settings = {
+        **warm,
+        "extra_feedback_ratio": 0.1,  # about 2 of a user's ~24 clicks: some users have none
+        "colliding_users_without_extra": without_extra,
+        "colliding_inference": True,
+        "colliding_neighbours": k,
+        "colliding_lambda": lam,
+        "colliding_ratio_threshold": threshold,
+    }
+    config, _, (train, valid, test), model, trainer = prepare("GMF", settings)
+    trainer.fit(train, valid, saved=False, show_progress=False)
+    extra = train._dataset.extra_feedback
+    colliding, _ = select_colliding(config, trainer, extra, valid)
+    plain = recorded_scores(trainer, test)
+    mixed = recorded_scores(trainer, test, colliding)
+    assert plain.keys() == mixed.keys()
+    ratio, reps = extra.user_ratio, trainer.representations
+    with torch.no_grad():
+        n_users = len(ratio)
+        ids = torch.arange(n_users)
+        y = model.full_sort_predict(Interaction({"user_id": ids})).view(n_users, -1)
+    counts = {"sparse": 0, "plain": 0, "no D*": 0}
+    for user, row in mixed.items():
+        counts["no D*"] += int(ratio[user] == 0)
+        if (skip and ratio[user] == 0) or ratio[user] >= threshold:
+            assert torch.equal(row, plain[user])
+            counts["plain"] += int(ratio[user] > 0)
+            continue
+        counts["sparse"] += 1
+        neighbours = hand_neighbours(reps, ratio, user, k, skip)
+        expected = lam * y[user] + (1 - lam) * sum(y[j] for j in neighbours) / k
+        shown = torch.isfinite(plain[user])  # the history is -inf in both
+        assert torch.equal(torch.isfinite(row), shown)
+        torch.testing.assert_close(row[shown], expected[shown], rtol=1e-5, atol=1e-6)
+        assert not torch.equal(row, plain[user])
+    assert min(counts.values()) > 0, counts
+
+
+def test_each_ratio_group_mixes_the_users_below_its_own_threshold(warm):
+    """Table 5: the "< 0.3" row mixes users in [0.2, 0.3) too, whatever
+    colliding_ratio_threshold (which sets the overall result) is."""
+    settings = {
+        **warm,
+        "colliding_inference": True,
+        "colliding_lambda": 0.0,
+        "colliding_neighbours": 5,
+        "ratio_groups": [0.3],
+    }
+    at_02 = run_recbole_adt("GMF", config_dict={**settings, "colliding_ratio_threshold": 0.2})
+    at_03 = run_recbole_adt("GMF", config_dict={**settings, "colliding_ratio_threshold": 0.3})
+    # Users in [0.2, 0.3) change the overall result: the overall rows differ ...
+    assert at_02["test_result"] != at_03["test_result"]
+    assert at_02["test_result_plain"] == at_03["test_result_plain"]
+    # ... but the "< 0.3" row mixes them in both runs.
+    assert at_02["test_groups"]["ratio < 0.3"] == at_03["test_groups"]["ratio < 0.3"]
+    assert at_02["test_groups"]["ratio < 0.3"] != at_02["test_groups_plain"]["ratio < 0.3"]
 
 
 def test_colliding_grid_is_chosen_on_validation(warm):

@@ -148,13 +148,46 @@ def test_settings_parsed_once():
 
 
 def test_never_holds_a_validation_or_test_pair(with_d_star):
-    _, _, splits, _, _ = prepare("GMF", with_d_star)
+    _, dataset, splits, _, _ = prepare("GMF", with_d_star)
     extra = splits[0]._dataset.extra_feedback
     for split in splits[1:]:
         inter = split._dataset.inter_feat
         assert len(inter) > 0
         assert not extra.contains(inter["user_id"], inter["item_id"]).any()
         assert split._dataset.extra_feedback is None  # declared on every split, set on train
+    # Not vacuous: the same share drawn before the split would hold validation and test pairs.
+    settings = ExtraFeedbackSettings.from_config(Config("GMF", config_dict=with_d_star))
+    drawn_before = select_extra_feedback(settings, dataset, fp_field="false_positive")
+    test = splits[2]._dataset.inter_feat
+    assert drawn_before.contains(test["user_id"], test["item_id"]).any()
+
+
+def test_never_holds_an_unseen_validation_or_test_pair_when_pairs_repeat(tmp_path, with_d_star):
+    """Disjointness above holds partly because the planted data never repeats a pair. Here a
+    fifth of the clicks repeat later, so copies of a pair fall in different splits: D* (drawn
+    from training rows) holds no validation or test pair that training lacks, and the pairs it
+    does share with them are training history, masked by the evaluator, so never a hit."""
+    rows = planted_interactions(seed=3)
+    again = [(u, i, r, t + len(rows), fp) for u, i, r, t, fp in rows[::5]]
+    write_dataset(tmp_path, "repeated", rows + again)
+    settings = {**with_d_star, "dataset": "repeated", "data_path": str(tmp_path)}
+    _, _, (train, *evaluated), _, _ = prepare("GMF", settings)
+    extra = train._dataset.extra_feedback
+    training_pairs = pairs(train._dataset)
+    shared_any = False
+    for split in evaluated:
+        inter = split._dataset.inter_feat
+        users, items = inter["user_id"], inter["item_id"]
+        in_training = torch.tensor(
+            [p in training_pairs for p in zip(users.tolist(), items.tolist())]
+        )
+        in_d_star = extra.contains(users, items)
+        shared_any |= bool((in_d_star & in_training).any())
+        assert not (in_d_star & ~in_training).any()
+        history = split._sampler.used_ids  # per user: the items the evaluation masks
+        for user, item in zip(users[in_d_star].tolist(), items[in_d_star].tolist()):
+            assert item in history[user]
+    assert shared_any  # the repeats do put D* pairs into validation or test
 
 
 def _uses(**settings):
@@ -167,6 +200,7 @@ def _uses(**settings):
         "colliding_neighbours": 10,
         "colliding_lambda": 0.8,
         "colliding_ratio_threshold": 0.2,
+        "colliding_users_without_extra": "skip",
     }
     return extra_feedback_users({**base, **settings})
 

@@ -193,8 +193,8 @@ def test_nmtr_weights_with_another_model(base_config):
         ("DCF", {"drop_rate": 0.1, "drop_base": "positives", "dcf_time_step": 2}, []),
         ("TCE", {"dcf_time_step": 2, "beta": 0.1}, ["dcf_time_step", "beta"]),
         ("RCE", {"beta": 0.1, "drop_rate": 0.1}, ["drop_rate"]),
-        ("TCE", {"nr_click_weight": 0.3}, ["nr_click_weight"]),
-        ("NR", {"nr_click_weight": 0.3}, []),
+        ("TCE", {"nr_pos_ratio": 0.3}, ["nr_pos_ratio"]),
+        ("NR", {"nr_pos_ratio": 0.3, "nr_neg_ratio": 0}, []),
     ],
 )
 def test_loss_settings(loss, settings, unread_keys, base_config):

@@ -124,16 +124,18 @@ def test_loss_choice_owns_adt_loss():
 
 
 def test_nr_weights_own_their_keys():
-    weights = NRWeights.from_config({"nr_click_weight": 0, "nr_negative_weight": 2})
-    assert weights == NRWeights(0.0, 2.0) and NRWeights.KEYS == (
-        "nr_click_weight",
-        "nr_negative_weight",
+    assert NRWeights.KEYS == (
+        "nr_pos_ratio",
+        "nr_neg_ratio",
+        "nr_dissatisfied_threshold",
+        "nr_unlabelled_clicks",
     )
-    for key in NRWeights.KEYS:
-        with pytest.raises(
-            ValueError, match=f"{key} must be a finite number >= 0, got -1: .*--{key}="
-        ):
-            NRWeights.from_config({"nr_click_weight": 0.5, "nr_negative_weight": 1.0, key: -1})
+    config = {"nr_pos_ratio": 0, "nr_neg_ratio": 1, "nr_dissatisfied_threshold": None}
+    weights = NRWeights.from_config({**config, "nr_unlabelled_clicks": "excluded"})
+    assert weights == NRWeights(0.0, 1.0, None, "excluded")
+    for key in NRWeights.KEYS[:2]:
+        with pytest.raises(ValueError, match=rf"{key} must be a number in \[0, 1\], got -1: "):
+            NRWeights.from_config({**config, "nr_unlabelled_clicks": "excluded", key: -1})
 
 
 @pytest.mark.parametrize("drop_rate", [-0.1, 1.0, 1.5, "0.2", None])

@@ -159,7 +159,7 @@ def _ratio_groups(value) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-# The model and the base loss that train on D* themselves (model/nmtr.py; losses.nr_weighted_bce).
+# The model and the base loss that train on D* themselves (model/nmtr.py; data/nr_batches.py).
 _MODELS_ON_EXTRA_FEEDBACK = ("NMTR",)
 _BASE_LOSSES_ON_EXTRA_FEEDBACK = ("nr",)
 

@@ -38,6 +38,14 @@ REGISTRY: dict[str, type[Denoiser]] = {}
 # The base losses an adt_loss name can denoise (recbole_adt.losses), in the order names are listed.
 BASE_LOSSES = ("bce", "nr", "bpr")
 
+# Default grids of the adt_loss names whose settings are their base loss's, not a denoiser's.
+# NR (recbole_adt.losses.NRWeights): the shares Wen et al.'s scripts search over
+# {0, 0.2, ..., 1} (wrmf_exp.sh), cut to p + n <= 1 for every pair and to p > 0 (without
+# satisfied clicks every label is 0); nr_neg_ratio 0 is their baseline without dissatisfied clicks.
+LOSS_GRIDS: dict[str, Mapping[str, tuple]] = {
+    "NR": {"nr_pos_ratio": (0.2, 0.4, 0.6), "nr_neg_ratio": (0.0, 0.2, 0.4)},
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class AdtLoss:

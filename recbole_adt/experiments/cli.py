@@ -4,6 +4,11 @@
         --baselines BPR,LightGCN --seeds 5 --output out/compare [--key=value ...]
     python -m recbole_adt.experiments grid --models GMF --losses tce,rce --output out/grid
     python -m recbole_adt.experiments compare ... --tuned out/grid   # with the chosen settings
+    python -m recbole_adt.experiments compare --models GMF --losses ce,tce,rce \\
+        --strategies none,finetune,warmup --baselines NMTR,NR --output out/table4
+    python -m recbole_adt.experiments compare --models GMF --losses tce,rce --colliding \\
+        --output out/table5
+    python -m recbole_adt.experiments grid --models GMF --losses tce --grid warmup=0,5,10,20 ...
 
 Any other --key=value is a setting of every run, as with run_recbole_adt.py. Every name,
 setting and grid value is checked before the first run. Exit codes: 0 every run finished, 1
@@ -47,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("--losses", default="ce,tce,rce", help="default: ce,tce,rce")
     compare_parser.add_argument(
         "--baselines", default="", help="RecBole models with their own loss, e.g. BPR,LightGCN"
+    )
+    compare_parser.add_argument(
+        "--strategies",
+        default=None,
+        help="Table 4: none,finetune,warmup (phases [adt], [adt,finetune], [warmup,adt])",
+    )
+    compare_parser.add_argument(
+        "--colliding",
+        action="store_true",
+        help="Table 5: warm-up runs with colliding inference, each test group plain and mixed",
     )
     compare_parser.add_argument(
         "--seeds", default="5", help="N (seeds 1..N) or a list 3,7,11 (default: 5)"
@@ -125,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
                 models=args.models,
                 losses=args.losses,
                 baselines=args.baselines,
+                strategies=args.strategies,
+                colliding=args.colliding,
                 seeds=args.seeds,
                 tuned=args.tuned,
                 command=command,

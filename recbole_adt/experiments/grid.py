@@ -29,6 +29,7 @@ from pathlib import Path
 
 from recbole_adt.config import SETTINGS_OWNERS
 from recbole_adt.denoisers import ADT_LOSS_NAMES, DENOISERS
+from recbole_adt.denoisers.base import LOSS_GRIDS
 from recbole_adt.experiments import plots
 from recbole_adt.experiments.choices import (
     check_jobs,
@@ -59,17 +60,18 @@ from recbole_adt.experiments.workspace import Workspace
 from recbole_adt.known_settings import check_known_settings
 
 CHOICES_FILE = "grid_choice.json"
+WARMUP = "warmup"  # --grid warmup=0,5,10: warm-up lengths, searched as phases
 GRID_FILE = "grid.md"
 
 COLLIDING_GRID = {
     "colliding_neighbours": [1, 3, 5, 10, 20, 50, 100],
     "colliding_lambda": [round(0.1 * k, 1) for k in range(11)],
 }
-# loss (lower case) -> the paper's grid, the one its denoiser declares
+# loss (lower case) -> the paper's grid: the loss's own (LOSS_GRIDS, NR) or its denoiser's
 DEFAULT_GRIDS = {
-    name.lower(): DENOISERS[loss.denoiser].default_grid
+    name.lower(): LOSS_GRIDS.get(name) or DENOISERS[loss.denoiser].default_grid
     for name, loss in ADT_LOSS_NAMES.items()
-    if DENOISERS[loss.denoiser].default_grid
+    if LOSS_GRIDS.get(name) or DENOISERS[loss.denoiser].default_grid
 }
 
 
@@ -79,7 +81,7 @@ def default_grid(loss: str) -> dict[str, list]:
         with_grids = ", ".join(DEFAULT_GRIDS)
         raise ValueError(
             f"{display_loss(loss)} has no grid in the paper (only {with_grids} do): give one, "
-            "e.g. --grid nr_click_weight=0.25,0.5,1.0."
+            "e.g. --grid drop_rate=0.05,0.1,0.2."
         )
     return {name: list(values) for name, values in DEFAULT_GRIDS[loss].items()}
 
@@ -108,7 +110,20 @@ def parse_grid(texts: Sequence[str]) -> dict[str, list]:
 def check_grid(grid: Mapping[str, Sequence]) -> dict[str, list]:
     """``grid`` as lists, checked: known setting names that the experiment does not set
     itself, each with at least one value and none twice. The values are checked with each
-    run's Config (:func:`~recbole_adt.experiments.runner.check_runs`)."""
+    run's Config (:func:`~recbole_adt.experiments.runner.check_runs`). ``warmup`` (warm-up
+    lengths, :func:`warmup_phases`) becomes ``phases`` in its place."""
+    if WARMUP in grid:
+        if "phases" in grid:
+            raise ValueError(
+                "--grid warmup and --grid phases both set phases: give one of them (warmup=N "
+                "searches [warmup:N, adt], 0 meaning [adt])."
+            )
+        grid = {
+            ("phases" if name == WARMUP else name): (
+                warmup_phases(values) if name == WARMUP else values
+            )
+            for name, values in grid.items()
+        }
     check_settings(grid, "--grid")
     check_known_settings(grid, "--grid", SETTINGS_OWNERS)
     checked = {}
@@ -125,6 +140,24 @@ def check_grid(grid: Mapping[str, Sequence]) -> dict[str, list]:
                 )
         checked[name] = list(values)
     return checked
+
+
+def warmup_phases(lengths) -> list[list[str]]:
+    """Warm-up lengths as ``phases`` values: N -> ``[warmup:N, adt]`` (N epochs of CE on D*
+    before ADT), 0 -> ``[adt]`` (no warm-up), so that no warm-up competes on validation.
+
+    ``ValueError`` for a length that is not a whole number >= 0."""
+    if isinstance(lengths, (str, bytes)) or not isinstance(lengths, Sequence):
+        lengths = [lengths]
+    phases = []
+    for length in lengths:
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise ValueError(
+                f"--grid warmup: {length!r} is not a warm-up length. Give whole numbers of "
+                "epochs >= 0, e.g. --grid warmup=0,5,10,20 (0: no warm-up)."
+            )
+        phases.append(["adt"] if length == 0 else [f"warmup:{length}", "adt"])
+    return phases
 
 
 def grid_points(grid: Mapping[str, Sequence]) -> list[dict]:

@@ -27,6 +27,7 @@ COLUMNS = (
     "run_id",
     "model",
     "loss",
+    "strategy",
     "seed",
     "settings",
     "status",

@@ -66,6 +66,10 @@ from recbole_adt.settings import literal_setting, read_config_file
 from recbole_adt.trainer import TrainingStopped
 
 BASELINE = "own"  # the loss of a RecBole baseline: its own (adt_loss CE keeps RecBole's model)
+# A strategy (paper section 3.4.1) -> its phases; "none" is a run without one (the default
+# phases, [adt]), so a compare without --strategies and its strategy "none" are the same runs.
+STRATEGIES = {"none": None, "finetune": ["adt", "finetune"], "warmup": ["warmup", "adt"]}
+PLAIN, COLLIDING = "plain", "colliding"  # the two results of a test group (Table 5)
 RUNS_DIR = "runs"
 EMBEDDED_DATA_DIR = "dataset"  # DIR/dataset: the embedded dataset, converted on first use
 _MAX_ID = 120  # characters of a run id (a folder name)
@@ -85,20 +89,25 @@ _RESERVED = {
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training: a model, a loss (``BASELINE`` for a RecBole model's own), a seed, and the
-    run's own settings (a grid point, a tuned setting) as sorted (name, value) pairs."""
+    """One training: a model, a loss (``BASELINE`` for a RecBole model's own), a seed, the
+    run's own settings (a grid point, a tuned setting) as sorted (name, value) pairs, and the
+    strategy of ``compare --strategies`` (a name of ``STRATEGIES``; ``""`` for none, whose runs
+    are the runs of a compare without strategies: same id, same fingerprint)."""
 
     model: str
     loss: str
     seed: int
     settings: tuple[tuple[str, object], ...] = ()
+    strategy: str = ""
 
     @property
     def run_id(self) -> str:
-        """A folder name: model_loss_name-value..._seed-N, with a hash where characters were
-        replaced or the name was cut, so different settings never share an id."""
+        """A folder name: model_loss[_strategy]_name-value..._seed-N, with a hash where
+        characters were replaced or the name was cut, so different settings never share an
+        id."""
         settings = [f"{name}-{_short(value)}" for name, value in self.settings]
-        text = "_".join([self.model, self.loss, *settings, f"seed-{self.seed}"])
+        strategy = [self.strategy] if self.strategy else []
+        text = "_".join([self.model, self.loss, *strategy, *settings, f"seed-{self.seed}"])
         safe = re.sub(r"[^A-Za-z0-9.@+_-]", "-", text)
         if safe != text or len(safe) > _MAX_ID:
             digest = hashlib.sha1(text.encode()).hexdigest()[:8]
@@ -107,12 +116,13 @@ class RunSpec:
 
     @property
     def settings_dict(self) -> dict:
-        return dict(self.settings)
+        return {name: _thawed(value) for name, value in self.settings}
 
     def describe(self) -> str:
         shown = " ".join(f"{k}={_short(v)}" for k, v in self.settings)
         loss = "(own loss)" if self.loss == BASELINE else display_loss(self.loss)
-        return f"{self.model} {loss}{' ' + shown if shown else ''} seed {self.seed}"
+        strategy = f" {self.strategy}" if self.strategy else ""
+        return f"{self.model} {loss}{strategy}{' ' + shown if shown else ''} seed {self.seed}"
 
 
 @dataclass(frozen=True)
@@ -150,9 +160,12 @@ class Experiment:
         return Path(self.output) / EMBEDDED_DATA_DIR
 
 
-def make_spec(model: str, loss: str, seed: int, settings: Mapping | None = None) -> RunSpec:
+def make_spec(
+    model: str, loss: str, seed: int, settings: Mapping | None = None, strategy: str = ""
+) -> RunSpec:
     check_settings(settings or {}, "a run's settings")
-    return RunSpec(model, loss, int(seed), tuple(sorted((settings or {}).items())))
+    items = tuple(sorted((name, _frozen(value)) for name, value in (settings or {}).items()))
+    return RunSpec(model, loss, int(seed), items, "" if strategy == "none" else strategy)
 
 
 def check_settings(settings: Mapping, where: str) -> None:
@@ -182,6 +195,8 @@ def fingerprint(experiment: Experiment, spec: RunSpec) -> str:
         "config_files": files,
         "common": [[k, _value(v)] for k, v in experiment.settings],
     }
+    if spec.strategy:  # absent for none: the fingerprints of runs made before strategies
+        described["strategy"] = spec.strategy
     text = json.dumps(described, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -189,6 +204,8 @@ def fingerprint(experiment: Experiment, spec: RunSpec) -> str:
 def run_settings(experiment: Experiment, spec: RunSpec, checkpoint_dir: Path) -> dict:
     """The ``config_dict`` of a run: the common settings, the run's, then what the run fixes."""
     settings = {**dict(experiment.settings), **spec.settings_dict}
+    if spec.strategy and "phases" not in spec.settings_dict:  # a tuned warm-up length wins
+        settings["phases"] = list(STRATEGIES[spec.strategy])
     if not experiment.verbose:
         settings.setdefault("show_progress", False)  # the console goes to run.log
     settings.update(
@@ -214,9 +231,10 @@ def check_runs(experiment: Experiment, specs: Iterable[RunSpec]) -> None:
     datasets: set[tuple] = set()
     files = list(experiment.config_files) or None
     for spec in specs:
-        if (spec.model, spec.loss, spec.settings) in checked:
+        key = (spec.model, spec.loss, spec.settings, spec.strategy)
+        if key in checked:
             continue
-        checked.add((spec.model, spec.loss, spec.settings))
+        checked.add(key)
         settings = run_settings(experiment, spec, experiment.temporary_dir / "checkpoints")
         try:
             with _settings_as_argv([]), _quiet_known_warnings(), config_warnings_hidden():
@@ -396,6 +414,7 @@ def _row(experiment: Experiment, spec: RunSpec) -> dict[str, str]:
         "run_id": spec.run_id,
         "model": spec.model,
         "loss": spec.loss,
+        "strategy": spec.strategy,
         "seed": str(spec.seed),
         "settings": cell(spec.settings_dict),
         "fingerprint": fingerprint(experiment, spec),
@@ -435,7 +454,41 @@ def _result_cells(result: Mapping, config, keep_checkpoints: bool) -> dict[str, 
     for split, key in ((VALID, "best_valid_result"), (TEST, "test_result")):
         for metric, value in (result.get(key) or {}).items():
             cells[metric_column(split, metric)] = cell(_plain(value))
+    cells.update(_group_cells(result))
     return cells
+
+
+def _group_cells(result: Mapping) -> dict[str, str]:
+    """The test per user-ratio group (runs with D*; Table 5) as ``plain[<group>]:<metric>``
+    and, with colliding inference, ``colliding[<group>]:<metric>`` cells; the group
+    ``overall`` is every user. Without colliding inference ``test_groups`` is the plain test;
+    with it, ``test_groups_plain`` is and ``test_groups`` holds the mixed scores."""
+    plain = result.get("test_groups_plain")
+    if plain is None:
+        variants = [(PLAIN, result.get("test_groups") or {})]
+    else:
+        variants = [(PLAIN, plain), (COLLIDING, result.get("test_groups") or {})]
+    cells = {}
+    for variant, groups in variants:
+        for name, metrics in groups.items():
+            for metric, value in (metrics or {}).items():
+                cells[group_column(variant, name, metric)] = cell(_plain(value))
+    return cells
+
+
+def group_column(variant: str, group: str, metric: str) -> str:
+    """``plain[ratio < 0.1]:ndcg@20``: a test group's metric (``variant`` plain or colliding)."""
+    return f"{variant}[{group}]:{metric}"
+
+
+def _frozen(value):
+    """Lists as tuples, so that a spec hashes (``phases: [warmup:5, adt]``)."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _thawed(value):
+    """Tuples as lists again: the settings as given (a Config, JSON)."""
+    return [_thawed(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def _value(value):

@@ -20,9 +20,36 @@ Conventions:
 
 - Users are RecBole ids: row 0 of ``representations`` and ``user_ratio`` is the padding user. It is
   never sparse and never anyone's neighbour.
-- A user with no extra feedback has ratio 0 and is sparse. A NaN ratio (0/0: no implicit feedback
-  either) also counts as sparse: the user has no extra feedback at all.
+- A user with no extra feedback (no :math:`D^*` row) has ratio 0. Warm-up never trains such a
+  user, so their :math:`e^*_u` is still the initial (random) embedding and their "nearest
+  neighbours" would be random users. ``users_without_extra`` (setting
+  ``colliding_users_without_extra``) decides: ``"mix"`` (default) treats them as any sparse user
+  (ratio 0 is below every threshold) and keeps them as candidates; ``"skip"`` leaves their scores
+  plain and takes them out of everyone's neighbour candidates. ``skip`` follows Eq. (9): the
+  colliding effect is the change from :math:`D^*=\varnothing` to :math:`D^*=d_u`, which is zero
+  for :math:`d_u=\varnothing`. ``mix`` is the default because it measured better: on ml-100k
+  (simulated D*, T-CE after warm-up, the paper's grid on validation, seeds 1-3) it beat ``skip``
+  on every seed and group, by 0.0002-0.0011 NDCG@20 overall and 0.002-0.008 in "ratio < 0.1";
+  11 of the 12 users without D* are tested, and their plain scores come from mostly noisy clicks,
+  so even neighbours found by an untrained :math:`e^*_u` (in effect, a popularity prior) help
+  them. It is also what colliding inference did before the setting existed. A NaN ratio (0/0:
+  no implicit feedback either) counts as a user without extra feedback.
 - Neighbours are ranked by inner product, descending; ties go to the lower user id.
+
+What is the paper's and what is ours:
+
+- Paper: Eq. (8) with :math:`w_j = 1/|\mathcal N_u|`; neighbours by inner product in the user
+  space learned from extra feedback; :math:`|\mathcal N_u| \in \{1, 3, 5, 10, 20, 50, 100\}`
+  and :math:`\lambda \in \{0, 0.1, \dots, 1\}` tuned on validation (section 5.1); the users
+  "with the ratios smaller than the threshold" are mixed, and Table 5 reports one row per
+  threshold (ratio < 0.1, 0.2, 0.3), each row mixing the users below its own threshold.
+- Ours: a ratio *equal* to a threshold is not below it, so not sparse. Each Table 5 row gets its
+  own inference (:meth:`CollidingInference.with_threshold`, reusing the neighbour rows already
+  found), while the overall result and the validation choice of (:math:`|\mathcal N_u|`,
+  :math:`\lambda`) use ``colliding_ratio_threshold``: the paper does not say whether each row
+  has its own pair (its Fig. 11 shows :math:`\lambda` curves per group), so one pair serves
+  every row. :math:`E^*` is the warm-up's user space at its selected checkpoint, and what is
+  mixed are probabilities (below). Users without extra feedback: mixed by default (above).
 
 Nothing here builds a users x users or users x items matrix: the neighbour search runs in blocks
 of query users, and the neighbour scores are requested in chunks of users and summed in place by
@@ -36,6 +63,7 @@ matrix product, but it equals Eq. (8) only for scores linear in the user vector;
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Callable, Iterator
@@ -47,6 +75,21 @@ from recbole.data.interaction import Interaction
 from recbole.model.abstract_recommender import AbstractRecommender
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
+
+# colliding_users_without_extra: what Eq. (8) does with users who have no D* row.
+USERS_WITHOUT_EXTRA = ("skip", "mix")
+
+
+def validate_users_without_extra(value) -> str:
+    """``colliding_users_without_extra``: ``"skip"`` or ``"mix"`` (see the module docstring)."""
+    if value not in USERS_WITHOUT_EXTRA:
+        raise ValueError(
+            f"colliding_users_without_extra must be 'skip' or 'mix', got {value!r}: users with no "
+            "extra feedback have an untrained E* row: 'mix' (default) mixes them like any sparse "
+            "user, 'skip' leaves their scores plain and never picks them as neighbours, e.g. "
+            "--colliding_users_without_extra=skip."
+        )
+    return value
 
 
 def validate_colliding_settings(
@@ -93,7 +136,12 @@ class CollidingSettings:
     (:math:`\lambda`) may each be a number or a list; ``grid`` holds every (|N_u|, lambda)
     pair, neighbours outer, each checked by :func:`validate_colliding_settings`. With several
     pairs, the one with the best validation ``valid_metric`` is used
-    (:func:`recbole_adt.evaluation.select_colliding`).
+    (:func:`recbole_adt.evaluation.select_colliding`). ``ratio_threshold``
+    (``colliding_ratio_threshold``) defines the sparse users of that validation choice and of
+    the overall test result; each ``ratio_groups`` test group mixes the users below its own
+    threshold instead (paper Table 5). ``users_without_extra``
+    (``colliding_users_without_extra``): ``"skip"`` or ``"mix"`` the users with no :math:`D^*`
+    row (module docstring).
     """
 
     KEYS: ClassVar[tuple[str, ...]] = (
@@ -101,11 +149,13 @@ class CollidingSettings:
         "colliding_neighbours",
         "colliding_lambda",
         "colliding_ratio_threshold",
+        "colliding_users_without_extra",
     )
 
     enabled: bool
     grid: tuple[tuple[int, float], ...]
     ratio_threshold: float
+    users_without_extra: str = "mix"
 
     @classmethod
     def from_config(cls, config) -> CollidingSettings:
@@ -127,7 +177,8 @@ class CollidingSettings:
                 "number or a list of numbers each, e.g. --colliding_neighbours=[5,10]."
             )
         _, _, threshold = validate_colliding_settings(1, 1.0, threshold)
-        return cls(enabled, grid, threshold)
+        without_extra = validate_users_without_extra(config["colliding_users_without_extra"])
+        return cls(enabled, grid, threshold, without_extra)
 
 
 def _as_list(value) -> list:
@@ -144,21 +195,43 @@ def _check_representations(representations: torch.Tensor) -> None:
         raise ValueError("representations (E*) hold NaN or infinite values.")
 
 
-def _check_num_candidates(num_neighbours: int, n_users: int) -> None:
-    available = n_users - 2  # all rows minus the padding user 0 and the user itself
+def _check_num_candidates(
+    num_neighbours: int, n_users: int, candidates: torch.Tensor | None = None
+) -> None:
+    if candidates is None:
+        available = n_users - 2  # all rows minus the padding user 0 and the user itself
+        pool = f"{n_users - 1} real users"
+    else:
+        available = max(0, int(candidates.sum()) - 1)  # the sparse user is a candidate itself
+        pool = f"{int(candidates.sum())} users with extra feedback"
     if num_neighbours > available:
         raise ValueError(
             f"colliding_neighbours={num_neighbours} needs that many other users, but only "
-            f"{available} are available ({n_users - 1} real users, not counting the user itself). "
+            f"{available} are available ({pool}, not counting the user itself). "
             f"Set colliding_neighbours to at most {available}."
         )
 
 
-def _sparse_mask(user_ratio: torch.Tensor, ratio_threshold: float) -> torch.Tensor:
+def _sparse_mask(
+    user_ratio: torch.Tensor, ratio_threshold: float, users_without_extra: str = "mix"
+) -> torch.Tensor:
     # ~(ratio >= t) rather than ratio < t, so that a NaN ratio (no feedback at all) is sparse.
+    # A ratio EQUAL to the threshold is not sparse: the paper mixes ratios *smaller* than it.
     sparse = ~(user_ratio >= ratio_threshold)
+    if users_without_extra == "skip":
+        sparse &= user_ratio > 0  # False for 0 and NaN: no D* row
     sparse[0] = False
     return sparse
+
+
+def _candidate_mask(user_ratio: torch.Tensor, users_without_extra: str) -> torch.Tensor | None:
+    """Users who may be neighbours: None (every real user) with ``"mix"``; with ``"skip"``
+    only the users with a :math:`D^*` row, whose :math:`e^*` warm-up trained."""
+    if users_without_extra == "mix":
+        return None
+    candidates = user_ratio > 0
+    candidates[0] = False
+    return candidates
 
 
 def _top_k_lowest_id_on_ties(similarity: torch.Tensor, k: int) -> torch.Tensor:
@@ -229,13 +302,20 @@ def nearest_neighbours(
 
 
 def _nearest_neighbours(
-    representations: torch.Tensor, users: torch.Tensor, k: int, block_size: int
+    representations: torch.Tensor,
+    users: torch.Tensor,
+    k: int,
+    block_size: int,
+    candidates: torch.Tensor | None = None,
 ) -> torch.Tensor:
     result = torch.empty(len(users), k, dtype=torch.long, device=representations.device)
+    excluded = None if candidates is None else ~candidates.to(representations.device)
     for start in range(0, len(users), block_size):
         block = users[start : start + block_size]
         similarity = representations[block] @ representations.T  # (block, n_users)
         similarity[:, 0] = -math.inf
+        if excluded is not None:
+            similarity[:, excluded] = -math.inf
         similarity[torch.arange(len(block), device=block.device), block] = -math.inf
         result[start : start + len(block)] = _top_k_lowest_id_on_ties(similarity, k)
     return result
@@ -245,7 +325,8 @@ class CollidingInference:
     r"""Eq. (8) for a fixed :math:`E^*` and user ratios; apply it batch by batch with :meth:`mix`.
 
     The neighbour table is built once, for the sparse users only (memory
-    O(n_sparse x num_neighbours)); :math:`E^*` itself is not kept.
+    O(n_sparse x num_neighbours)). :math:`E^*` is kept by reference (no copy) so that
+    :meth:`with_threshold` can search the users that another threshold adds.
 
     Parameters
     ----------
@@ -255,7 +336,12 @@ class CollidingInference:
         :math:`|D^*_u| / |\bar D_u|` per user, shape (n_users,).
     num_neighbours, lam, ratio_threshold
         :math:`|\mathcal N_u|`, :math:`\lambda` and the sparsity threshold; see
-        :func:`validate_colliding_settings`.
+        :func:`validate_colliding_settings`. A user is sparse when its ratio is *below* the
+        threshold; a ratio equal to it is not.
+    users_without_extra
+        ``"mix"`` (users with ratio 0 or NaN, no :math:`D^*` row, are mixed like any sparse
+        user and are candidates) or ``"skip"`` (they keep their scores and are nobody's
+        neighbour); see :func:`validate_users_without_extra`.
     max_scores_per_block
         Memory budget, counted in scores: the neighbour search takes
         ``max_scores_per_block // n_users`` query users per block, and :meth:`mix` asks
@@ -270,11 +356,13 @@ class CollidingInference:
         num_neighbours: int,
         lam: float,
         ratio_threshold: float,
+        users_without_extra: str = "mix",
         max_scores_per_block: int = 2**24,
     ) -> None:
         self.num_neighbours, self.lam, self.ratio_threshold = validate_colliding_settings(
             num_neighbours, lam, ratio_threshold
         )
+        self.users_without_extra = validate_users_without_extra(users_without_extra)
         _check_representations(representations)
         n_users = representations.shape[0]
         user_ratio = torch.as_tensor(user_ratio).detach()
@@ -291,22 +379,55 @@ class CollidingInference:
             raise ValueError(
                 f"max_scores_per_block must be an integer >= 1, got {max_scores_per_block!r}."
             )
-        _check_num_candidates(self.num_neighbours, n_users)
+        device = representations.device
+        self._user_ratio = user_ratio.to(device)
+        self._candidates = _candidate_mask(self._user_ratio, self.users_without_extra)
+        _check_num_candidates(self.num_neighbours, n_users, self._candidates)
         self.n_users = n_users
         self.max_scores_per_block = max_scores_per_block
+        self._representations = representations.detach()
+        self._set_sparse_users(None)
 
-        device = representations.device
-        self._sparse = _sparse_mask(user_ratio.to(device), self.ratio_threshold)
+    def _set_sparse_users(self, known: CollidingInference | None) -> None:
+        """Sparse mask and neighbour table for ``self.ratio_threshold``; rows of ``known`` (same
+        E*, |N_u| and candidates) are copied, only the other sparse users are searched."""
+        device = self._representations.device
+        self._sparse = _sparse_mask(
+            self._user_ratio.clone(), self.ratio_threshold, self.users_without_extra
+        )
         sparse_ids = self._sparse.nonzero().view(-1)
-        self._row_of = torch.full((n_users,), -1, dtype=torch.long, device=device)
+        self._row_of = torch.full((self.n_users,), -1, dtype=torch.long, device=device)
         self._row_of[sparse_ids] = torch.arange(len(sparse_ids), device=device)
+        neighbours = torch.empty(
+            len(sparse_ids), self.num_neighbours, dtype=torch.long, device=device
+        )
+        have = torch.zeros(len(sparse_ids), dtype=torch.bool, device=device)
+        if known is not None:
+            rows = known._row_of[sparse_ids]
+            have = rows >= 0
+            neighbours[have] = known._neighbours[rows[have]]
         with torch.no_grad():
-            self._neighbours = _nearest_neighbours(
-                representations.detach(),
-                sparse_ids,
+            neighbours[~have] = _nearest_neighbours(
+                self._representations,
+                sparse_ids[~have],
                 self.num_neighbours,
-                max(1, max_scores_per_block // n_users),
+                max(1, self.max_scores_per_block // self.n_users),
+                self._candidates,
             )
+        self._neighbours = neighbours
+
+    def with_threshold(self, ratio_threshold: float) -> CollidingInference:
+        """The same Eq. (8) (E*, |N_u|, lambda, users without extra) for the users below
+        ``ratio_threshold``: one Table 5 row. A user's neighbours do not depend on the
+        threshold, so the rows already found are reused and only users that the new threshold
+        adds are searched. ``self`` is unchanged."""
+        _, _, ratio_threshold = validate_colliding_settings(1, 1.0, ratio_threshold)
+        if ratio_threshold == self.ratio_threshold:
+            return self
+        other = copy.copy(self)
+        other.ratio_threshold = ratio_threshold
+        other._set_sparse_users(self)
+        return other
 
     @property
     def sparse_users(self) -> torch.Tensor:
@@ -520,6 +641,7 @@ def dense_colliding_scores(
     num_neighbours: int,
     lam: float,
     ratio_threshold: float,
+    users_without_extra: str = "mix",
 ) -> torch.Tensor:
     r"""Eq. (8) for every user at once, the direct way: a reference for tests only.
 
@@ -532,14 +654,18 @@ def dense_colliding_scores(
         :math:`\hat{\mathbf y}` for every user id (row 0 included), shape (n_users, n_items).
     """
     k, lam, ratio_threshold = validate_colliding_settings(num_neighbours, lam, ratio_threshold)
+    users_without_extra = validate_users_without_extra(users_without_extra)
     n_users = representations.shape[0]
-    _check_num_candidates(k, n_users)
+    candidates = _candidate_mask(user_ratio.clone(), users_without_extra)
+    _check_num_candidates(k, n_users, candidates)
     similarity = representations @ representations.T
     similarity[:, 0] = -math.inf
+    if candidates is not None:
+        similarity[:, ~candidates] = -math.inf
     similarity.fill_diagonal_(-math.inf)
     neighbours = similarity.argsort(dim=1, descending=True, stable=True)[:, :k]
     neighbour_mean = all_scores[neighbours].mean(dim=1)
-    sparse = _sparse_mask(user_ratio.clone(), ratio_threshold)
+    sparse = _sparse_mask(user_ratio.clone(), ratio_threshold, users_without_extra)
     mixed = all_scores.clone()
     mixed[sparse] = lam * all_scores[sparse] + (1.0 - lam) * neighbour_mean[sparse]
     return mixed

@@ -9,11 +9,11 @@ base loss and the denoiser (:data:`~recbole_adt.losses.ADT_LOSSES`); the denoise
 :attr:`drop_rate` before each batch (the shared schedule) and reads :attr:`denoising_stats` after
 each epoch (the shared diagnostics).
 
-NR (:func:`~recbole_adt.losses.nr_weighted_bce`, the section 5.3 baseline of Wen et al.) needs the
-extra feedback :math:`D^*` of the training split and batches of (user, item, label) rows: its
-negatives are RecBole's usual sampled ones (``train_neg_sample_args``; by default one uniformly
-sampled non-interacted item per training interaction), its "other clicks" are the batch's
-positives outside :math:`D^*`. Models trained on whole user rows (CDAE) do not support it.
+NR (the section 5.3 baseline of Wen et al.) trains plain CE on the stratified batches of
+:class:`~recbole_adt.data.nr_batches.NRBatchLoader`: satisfied clicks (:math:`D^*`, label 1),
+dissatisfied clicks and sampled non-clicks (label 0), each a share of the batch. It needs the
+extra feedback :math:`D^*` of the training split and batches of (user, item, label) rows; models
+trained on whole user rows (CDAE) do not support it.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from recbole.data.dataloader import TrainDataLoader
 from recbole.data.utils import get_dataloader
 
 from recbole_adt.data.extra_feedback import ExtraFeedback
+from recbole_adt.data.nr_batches import NR_GROUP_FIELD
 from recbole_adt.denoisers import Denoiser, build_denoiser
 from recbole_adt.denoisers.truncate import TruncateSettings, batch_drop_count, drop_count
 from recbole_adt.losses import (
     ADT_LOSSES,
     LossChoice,
-    NRWeights,
     bce,
     check_loss_name,
     either,
@@ -90,9 +90,7 @@ class DenoisingLossMixin:
         self.drop_base = parsed(config, TruncateSettings).drop_base
         self.drop_count_rule = parsed(config, DropSchedule).drop_count
         self.extra_feedback = None  # D*, on the model's device; only the losses that need it
-        self.nr_weights: NRWeights | None = None  # NR's, with adt_loss NR
-        if self.adt_loss == "NR":
-            self.nr_weights = parsed(config, NRWeights)
+        if self.adt_loss == "NR":  # NR's shares and groups are its loader's (data/nr_batches.py)
             self._check_nr_batches(config)
             self.extra_feedback = self._require_extra_feedback(dataset, "adt_loss NR")
         self.reset_denoising_stats()
@@ -165,11 +163,14 @@ class DenoisingLossMixin:
         return self._denoise(loss, logits, labels, false_positive, num_drop)[0].sum()
 
     def _nr_loss(self, logits, labels, false_positive, interaction) -> torch.Tensor:
-        """NR on a batch: D* positives, other clicks and sampled items negative (mean over rows)."""
-        reliable = self.extra_feedback.contains(
-            interaction[self.USER_ID], interaction[self.ITEM_ID]
-        )
-        loss = self.nr_weights.loss(logits, labels, reliable, reduction="none")
+        """NR on one of its stratified batches: mean CE over the rows, labels as composed."""
+        if NR_GROUP_FIELD not in interaction:
+            raise ValueError(
+                "adt_loss NR trains on NR's stratified batches (recbole_adt.data.nr_batches."
+                "nr_train_data), but this batch comes from another loader: build the training "
+                "loader with nr_train_data(config, train_data), as run_recbole_adt does."
+            )
+        loss = bce(logits, labels, reduction="none")
         # NR's denoiser is none: _denoise only counts positives and false positives.
         loss, _ = self._denoise(loss, logits, labels, false_positive, 0)
         return loss.mean()
