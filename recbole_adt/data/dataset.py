@@ -29,6 +29,7 @@ from recbole_adt.data.extra_feedback import (
     ExtraFeedback,
     ExtraFeedbackSettings,
     extra_feedback_users,
+    missing_extra_feedback,
     select_extra_feedback,
 )
 from recbole_adt.data.shared_pairs import apply_shared_pairs_policy
@@ -115,12 +116,6 @@ class ADTDataset(Dataset):
             parsed(self.config, ExtraFeedbackSettings), train, fp_field=self.fp_field
         )
         if extra is None or len(extra) == 0:
-            raise ValueError(
-                f"{' and '.join(users)} need extra feedback D*, which dataset "
-                f"{self.dataset_name!r} does not have"
-                + ("" if extra is None else " (D* is empty)")
-                + ": set fp_field for simulated extra feedback (see extra_feedback_ratio) or "
-                "extra_feedback_field for real extra feedback, or leave out what uses D*."
-            )
+            raise ValueError(missing_extra_feedback(" and ".join(users), self.dataset_name, extra))
         self.logger.info(set_color("Extra feedback D*", "pink") + f": {extra.describe()}")
         return extra

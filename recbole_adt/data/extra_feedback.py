@@ -182,6 +182,17 @@ def extra_feedback_users(config) -> tuple[str, ...]:
     return tuple(dict.fromkeys(users))
 
 
+def missing_extra_feedback(needed_by: str, dataset_name: str, extra) -> str:
+    """The message for a run whose ``needed_by`` (e.g. "the warmup phase") has no or empty D*."""
+    return (
+        f"{needed_by} need{'' if ' and ' in needed_by else 's'} extra feedback D*, which "
+        f"dataset {dataset_name!r} does not have"
+        + ("" if extra is None else " (D* is empty)")
+        + ": set fp_field for simulated extra feedback (see extra_feedback_ratio) or "
+        "extra_feedback_field for real extra feedback, or leave out what uses D*."
+    )
+
+
 def uses_extra_feedback(config) -> bool:
     """Whether a run uses :math:`D^*`; only then is it built, logged and tested by ratio group."""
     return bool(extra_feedback_users(config))

@@ -24,7 +24,7 @@ import torch
 from recbole.data.dataloader import TrainDataLoader
 from recbole.data.utils import get_dataloader
 
-from recbole_adt.data.extra_feedback import ExtraFeedback
+from recbole_adt.data.extra_feedback import ExtraFeedback, missing_extra_feedback
 from recbole_adt.data.nr_batches import NR_GROUP_FIELD
 from recbole_adt.denoisers import Denoiser, build_denoiser
 from recbole_adt.denoisers.truncate import TruncateSettings, batch_drop_count, drop_count
@@ -112,13 +112,8 @@ class DenoisingLossMixin:
         """The training split's D*, with its lookup keys on the model's device, or ValueError."""
         extra = getattr(dataset, "extra_feedback", None)
         if extra is None or len(extra) == 0:
-            raise ValueError(
-                f"{needed_by} needs extra feedback D*, which dataset "
-                f"{getattr(dataset, 'dataset_name', '?')!r} does not have"
-                + ("" if extra is None else " (D* is empty)")
-                + ": set fp_field for simulated extra feedback (see extra_feedback_ratio) or "
-                "extra_feedback_field for real extra feedback."
-            )
+            name = getattr(dataset, "dataset_name", "?")
+            raise ValueError(missing_extra_feedback(needed_by, name, extra))
         return dataclasses.replace(extra, keys=extra.keys.to(self.device))
 
     @property
