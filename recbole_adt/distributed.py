@@ -15,8 +15,11 @@ rank (Wang et al., "Learning Robust Recommender from Noisy Implicit Feedback", E
 from __future__ import annotations
 
 import contextlib
+import gc
+import logging
 import os
 import pickle
+import sys
 import tempfile
 
 import torch
@@ -194,7 +197,10 @@ def spawn_workers(worker, nproc: int, args: tuple, kwargs: dict):
     with tempfile.TemporaryDirectory(prefix="recbole-adt-ddp-") as outbox:
         try:
             torch.multiprocessing.spawn(
-                worker, args=(*args, {**kwargs, "outbox": outbox}), nprocs=nproc, join=True
+                _run_then_exit,
+                args=(worker, *args, {**kwargs, "outbox": outbox}),
+                nprocs=nproc,
+                join=True,
             )
         except ProcessRaisedException as err:
             reported = sorted(name for name in os.listdir(outbox) if name.startswith("error-"))
@@ -207,6 +213,23 @@ def spawn_workers(worker, nproc: int, args: tuple, kwargs: dict):
             return None
         with open(path, "rb") as file:
             return pickle.load(file)  # written by our own rank 0, just now, in a private folder
+
+
+def _run_then_exit(rank: int, worker, *args) -> None:
+    """A spawned process: ``worker(rank, *args)``, then an exit that skips the interpreter's
+    teardown once the worker has returned (its result and logs written, its group left).
+
+    Gloo's C++ threads can still hold tensors when Python finalizes, and destroying them then
+    aborts the process (SIGABRT, "terminate called without an active exception"): rarely, and
+    after the run has ended, but the launcher would report a finished run as failed. A worker that
+    raises is left to torch's ``spawn``, which reports the error.
+    """
+    worker(rank, *args)
+    gc.collect()  # the trainer's DDP wrapper and its reducer, while the interpreter is whole
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def post_result(outbox: str, result) -> None:
