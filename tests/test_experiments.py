@@ -270,6 +270,16 @@ def test_default_grids_are_the_papers():
     assert default_grid("rce") == {"beta": [0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0]}
     with pytest.raises(ValueError, match="no grid in the paper"):
         default_grid("ce")
+    with pytest.raises(ValueError, match="no grid in the paper"):
+        default_grid("ce", "GMF")
+
+
+def test_nmtrs_loss_weights_are_its_default_grid_alone_or_times_the_losss():
+    weights = [[0.5, 0.5], [0.7, 0.3], [0.8, 0.2], [0.9, 0.1], [0.95, 0.05]]
+    assert default_grid("ce", "NMTR") == {"nmtr_loss_weights": weights}
+    assert all(math.isclose(sum(pair), 1.0) for pair in weights)  # the paper's constraint
+    assert default_grid("rce", "NMTR") == {"nmtr_loss_weights": weights, **default_grid("rce")}
+    assert default_grid("rce", "GMF") == default_grid("rce")
 
 
 def test_tuned_num_gradual_needs_its_unit(tmp_path):

@@ -58,6 +58,7 @@ from recbole_adt.experiments.tables import (
 )
 from recbole_adt.experiments.workspace import Workspace
 from recbole_adt.known_settings import check_known_settings
+from recbole_adt.utils import get_model
 
 CHOICES_FILE = "grid_choice.json"
 WARMUP = "warmup"  # --grid warmup=0,5,10: warm-up lengths, searched as phases
@@ -75,15 +76,22 @@ DEFAULT_GRIDS = {
 }
 
 
-def default_grid(loss: str) -> dict[str, list]:
-    """The paper's grid of a loss; ``ValueError`` for a loss without one."""
-    if loss not in DEFAULT_GRIDS:
+def default_grid(loss: str, model: str | None = None) -> dict[str, list]:
+    """The default grid of a (model, loss): the model's own settings (``default_grid`` of its
+    class, e.g. NMTR's loss weights), then the loss's paper grid; the product of both when both
+    have one. ``ValueError`` when neither has a grid."""
+    model_grid = dict(getattr(get_model(model), "default_grid", {})) if model else {}
+    if loss not in DEFAULT_GRIDS and not model_grid:
         with_grids = ", ".join(DEFAULT_GRIDS)
         raise ValueError(
-            f"{display_loss(loss)} has no grid in the paper (only {with_grids} do): give one, "
-            "e.g. --grid drop_rate=0.05,0.1,0.2."
+            f"{display_loss(loss)} has no grid in the paper (only {with_grids} do, and the "
+            "model NMTR has its own): give one, e.g. --grid drop_rate=0.05,0.1,0.2."
         )
-    return {name: list(values) for name, values in DEFAULT_GRIDS[loss].items()}
+    grid = {**model_grid, **DEFAULT_GRIDS.get(loss, {})}
+    return {
+        name: [list(value) if isinstance(value, tuple) else value for value in values]
+        for name, values in grid.items()
+    }
 
 
 def parse_grid(texts: Sequence[str]) -> dict[str, list]:
@@ -211,7 +219,11 @@ def grid_search(
         keep_checkpoints=keep_checkpoints,
         verbose=verbose,
     )
-    grids = {loss: dict(grid) if grid is not None else default_grid(loss) for loss in loss_list}
+    grids = {
+        (model, loss): dict(grid) if grid is not None else default_grid(loss, model)
+        for model in model_list
+        for loss in loss_list
+    }
     searched_names = {name for loss_grid in grids.values() for name in loss_grid}
     colliding = {
         name: values
@@ -237,7 +249,7 @@ def grid_search(
     searches = {
         (model, loss): [
             [make_spec(model, loss, seed, point) for seed in search_seeds]
-            for point in grid_points(grids[loss])
+            for point in grid_points(grids[model, loss])
         ]
         for model in model_list
         for loss in loss_list
