@@ -40,7 +40,13 @@ from recbole_adt.diagnostics import (
     resolve_diagnostics_dir,
     writes_diagnostics,
 )
-from recbole_adt.inference import CollidingInference, CollidingSettings, colliding_hook
+from recbole_adt.inference import (
+    CollidingInference,
+    CollidingSettings,
+    colliding_hook,
+    evaluate_grid,
+    grid_inferences,
+)
 from recbole_adt.settings import parsed
 from recbole_adt.trainer.full_sort import budget_scores
 
@@ -126,40 +132,45 @@ def sparsity_group_loaders(config, eval_data, train_counts: torch.Tensor, num_gr
 def select_colliding(
     config, trainer, extra: ExtraFeedback, valid_data
 ) -> tuple[CollidingInference | None, list[dict]]:
+    """:func:`choose_colliding` without the chosen pair's validation result."""
+    colliding, tried, _ = choose_colliding(config, trainer, extra, valid_data)
+    return colliding, tried
+
+
+def choose_colliding(
+    config, trainer, extra: ExtraFeedback, valid_data
+) -> tuple[CollidingInference | None, list[dict], dict | None]:
     """Colliding inference from the trainer's E* (after warm-up), or None when it is off.
 
     With several (|N_u|, lambda) pairs, the one with the best validation ``valid_metric`` is
-    chosen (the first on ties), as the paper tunes them on validation. Also returns each tried
-    pair with its validation score (empty for a single pair): the data of the paper's Fig. 11.
-    Config makes sure colliding inference comes with a warmup phase, which sets
-    ``trainer.representations`` (a :class:`~recbole_adt.trainer.PhasedTrainer`).
+    chosen (the first on ties), as the paper tunes them on validation; every pair is evaluated
+    in one validation pass (:func:`~recbole_adt.inference.evaluate_grid`, bitwise the result
+    of one ``evaluate_groups`` per pair). Also returns each tried pair with its validation
+    score (empty for a single pair): the data of the paper's Fig. 11, and the chosen pair's
+    whole validation result (None for a single pair: nothing was evaluated). Config makes sure
+    colliding inference comes with a warmup phase, which sets ``trainer.representations`` (a
+    :class:`~recbole_adt.trainer.PhasedTrainer`).
     """
     settings = parsed(config, CollidingSettings)
     if not settings.enabled:
-        return None, []
+        return None, [], None
     _log_users_without_extra(extra, settings.users_without_extra)
-    candidates = [
-        CollidingInference(
-            trainer.representations,
-            # double, as ratio_group_loaders compares it: a ratio equal to a threshold is in
-            # neither the group nor the sparse users, whatever float32 would round it to.
-            extra.user_ratio,
-            num_neighbours=k,
-            lam=lam,
-            ratio_threshold=settings.ratio_threshold,
-            users_without_extra=settings.users_without_extra,
-            max_scores_per_block=budget_scores(config),
-        )
-        for k, lam in settings.grid
-    ]
+    candidates = grid_inferences(
+        trainer.representations,
+        # double, as ratio_group_loaders compares it: a ratio equal to a threshold is in
+        # neither the group nor the sparse users, whatever float32 would round it to.
+        extra.user_ratio,
+        settings.grid,
+        ratio_threshold=settings.ratio_threshold,
+        users_without_extra=settings.users_without_extra,
+        max_scores_per_block=budget_scores(config),
+    )
     if len(candidates) == 1:
-        return candidates[0], []
+        return candidates[0], [], None
     metric, bigger = config["valid_metric"].lower(), config["valid_metric_bigger"]
-    best, best_score, tried = None, None, []
-    for colliding in candidates:
-        result = evaluate_groups(
-            trainer, valid_data, {}, colliding=colliding, load_best_model=False
-        )[OVERALL]
+    results = evaluate_grid(trainer, valid_data, candidates, config["USER_ID_FIELD"])
+    best, best_score, best_result, tried = None, None, None, []
+    for colliding, result in zip(candidates, results):
         score = result[metric]
         tried.append(
             {"neighbours": colliding.num_neighbours, "lambda": colliding.lam, metric: score}
@@ -169,12 +180,12 @@ def select_colliding(
             f"valid {metric} {score:.4f}"
         )
         if best is None or (score > best_score if bigger else score < best_score):
-            best, best_score = colliding, score
+            best, best_score, best_result = colliding, score, result
     getLogger().info(
         set_color("colliding inference chosen on validation", "yellow")
         + f": |N_u| = {best.num_neighbours}, lambda = {best.lam:g} ({metric} {best_score:.4f})"
     )
-    return best, tried
+    return best, tried, best_result
 
 
 def _log_users_without_extra(extra: ExtraFeedback, users_without_extra: str) -> None:
@@ -273,7 +284,7 @@ def evaluate_test(
         return outcome
     log_groups("test result", plain)
     outcome["test_groups"] = plain
-    colliding, tried = select_colliding(config, trainer, extra, valid_data)
+    colliding, tried, valid_result = choose_colliding(config, trainer, extra, valid_data)
     if colliding is None:
         return outcome
     mixed = evaluate_groups(
@@ -286,17 +297,18 @@ def evaluate_test(
         show_progress=show,
     )
     log_groups("test result, colliding inference", mixed)
-    valid = evaluate_groups(
-        trainer, valid_data, {}, colliding=colliding, load_best_model=False, show_progress=show
-    )
-    log_groups("valid result, colliding inference", valid)
+    if valid_result is None:  # a single pair: not evaluated on validation yet
+        valid_result = evaluate_groups(
+            trainer, valid_data, {}, colliding=colliding, load_best_model=False, show_progress=show
+        )[OVERALL]
+    log_groups("valid result, colliding inference", {OVERALL: valid_result})
     return {
         **outcome,
         "test_result": mixed[OVERALL],
         "test_groups": mixed,
         "test_result_plain": plain[OVERALL],
         "test_groups_plain": plain,
-        "valid_result_colliding": valid[OVERALL],
+        "valid_result_colliding": valid_result,
         "colliding": {"neighbours": colliding.num_neighbours, "lambda": colliding.lam},
         "colliding_validation": tried,
     }

@@ -449,6 +449,30 @@ class CollidingInference:
         out[known] = self._neighbours[rows[known]]
         return out
 
+    def with_lambda(self, lam: float) -> CollidingInference:
+        r"""The same neighbours and sparse users, mixed with another :math:`\lambda`: one pair
+        of a validation grid, sharing this one's tables (nothing is searched again)."""
+        _, lam, _ = validate_colliding_settings(1, lam, 1.0)
+        other = copy.copy(self)
+        other.lam = lam
+        return other
+
+    def with_neighbours(self, num_neighbours: int) -> CollidingInference:
+        r"""The same inference with the first ``num_neighbours`` (at most this one's) columns of
+        each neighbour row. They are the ``num_neighbours`` nearest: neighbours are ordered by
+        similarity, then id, so the k nearest are a prefix of the k' nearest for k < k'."""
+        num_neighbours, _, _ = validate_colliding_settings(num_neighbours, 1.0, 1.0)
+        if num_neighbours > self.num_neighbours:
+            raise ValueError(
+                f"with_neighbours({num_neighbours}) needs an inference with at least that many "
+                f"neighbours; this one has {self.num_neighbours}: build it with the largest "
+                "|N_u| of the grid."
+            )
+        other = copy.copy(self)
+        other.num_neighbours = num_neighbours
+        other._neighbours = self._neighbours[:, :num_neighbours].contiguous()
+        return other
+
     @torch.no_grad()
     def mix(
         self,
@@ -484,30 +508,53 @@ class CollidingInference:
         Tensor (B, n_items). Rows of non-sparse users are bitwise equal to ``scores``. With
         :math:`\lambda = 1`, or no sparse user in the batch, ``scores`` itself is returned.
         """
+        return self.mix_lambdas(users, scores, predict, (self.lam,), reuse_batch=reuse_batch)[0]
+
+    @torch.no_grad()
+    def mix_lambdas(
+        self,
+        users: torch.Tensor,
+        scores: torch.Tensor,
+        predict: Predict,
+        lams: tuple[float, ...],
+        *,
+        reuse_batch: bool = False,
+    ) -> list[torch.Tensor]:
+        r""":meth:`mix` for each :math:`\lambda` of ``lams`` (this inference's own is ignored),
+        the neighbours scored once for all of them: element ``i`` is bitwise what
+        ``self.with_lambda(lams[i]).mix(...)`` returns, since each :math:`\lambda` gets the same
+        operations on the same operands in the same order; only ``predict``'s calls are shared.
+        Holds one (sparse rows x n_items) sum per :math:`\lambda < 1` at a time."""
         if scores.dim() != 2 or scores.shape[0] != len(users):
             raise ValueError(
                 f"scores must have shape (len(users)={len(users)}, n_items), "
                 f"got {tuple(scores.shape)}."
             )
-        if self.lam == 1.0:
-            return scores
+        lams = tuple(validate_colliding_settings(1, lam, 1.0)[1] for lam in lams)
+        out = [scores] * len(lams)
+        mixing = [i for i, lam in enumerate(lams) if lam != 1.0]
+        if not mixing:
+            return out
         rows = self._row_of[users.to(self._row_of.device)]
         selected = (rows >= 0).to(scores.device)
         if not bool(selected.any()):
-            return scores
+            return out
         neighbours = self._neighbours[rows[rows >= 0]].to(scores.device)  # (S, k)
         batch = (users.to(scores.device), scores) if reuse_batch else None
         # Eq. (8): the neighbours' scores weighted (1 - lam) / k and summed, plus lam * y_u.
-        weight = (1.0 - self.lam) / self.num_neighbours
-        mixed_rows = self._sum_neighbour_scores(
-            neighbours, scores.shape[1], predict, batch, weight=weight
-        )
-        if bool(selected.all()):
-            return mixed_rows.add_(scores, alpha=self.lam)
-        mixed_rows.add_(scores[selected], alpha=self.lam)
-        mixed = scores.clone()
-        mixed[selected] = mixed_rows
-        return mixed
+        weights = tuple((1.0 - lams[i]) / self.num_neighbours for i in mixing)
+        sums = self._sum_neighbour_scores(neighbours, scores.shape[1], predict, batch, weights)
+        every_row = bool(selected.all())
+        own = None if every_row else scores[selected]
+        for i, mixed_rows in zip(mixing, sums):
+            if every_row:
+                out[i] = mixed_rows.add_(scores, alpha=lams[i])
+                continue
+            mixed_rows.add_(own, alpha=lams[i])
+            mixed = scores.clone()
+            mixed[selected] = mixed_rows
+            out[i] = mixed
+        return out
 
     def _sum_neighbour_scores(
         self,
@@ -515,10 +562,10 @@ class CollidingInference:
         n_items: int,
         predict: Predict,
         batch: tuple[torch.Tensor, torch.Tensor] | None = None,
-        *,
-        weight: float = 1.0,
-    ) -> torch.Tensor:
-        r""":math:`\sum_{j \in \mathcal N_u} w\,\hat{\mathbf y}_j` for each row of ``neighbours``.
+        weights: tuple[float, ...] = (1.0,),
+    ) -> list[torch.Tensor]:
+        r""":math:`\sum_{j \in \mathcal N_u} w\,\hat{\mathbf y}_j` for each row of ``neighbours``,
+        one (rows x n_items) sum for each weight :math:`w` of ``weights``.
 
         The sum is a sparse (rows x neighbours) matrix of ``weight`` times the neighbours'
         scores, added in place operand after operand, so no (S x k x n_items) tensor and no
@@ -526,7 +573,8 @@ class CollidingInference:
         scores for neighbours among its users (with ``batch``), then the other distinct
         neighbours scored by ``predict``, ``chunk`` ids at a time. Without ``batch``, each row
         adds its neighbours in ascending id order, starting from 0, as a loop of ``index_add_``
-        would.
+        would. Each weight's sum gets the same operations in the same order: the operands are
+        fetched once and added to every sum, so several weights cost one ``predict`` pass.
         """
         device = neighbours.device
         n_rows, k = neighbours.shape
@@ -535,14 +583,14 @@ class CollidingInference:
         unique_ids, column = torch.unique(neighbours.sort(dim=1).values, return_inverse=True)
         pair_row = torch.arange(n_rows, device=device).repeat_interleave(k)
         pair_col = column.reshape(-1)
-        total = None
+        totals: list[torch.Tensor] = []
 
         def add(rows, cols, operand: torch.Tensor, is_sorted: bool = True) -> None:
-            nonlocal total
-            if total is None:
-                total = operand.new_zeros(n_rows, n_items)
+            if not totals:
+                totals.extend(operand.new_zeros(n_rows, n_items) for _ in weights)
             shape = (n_rows, len(operand))
-            total.addmm_(_pairs(rows, cols, shape, weight, operand.dtype, is_sorted), operand)
+            for total, weight in zip(totals, weights):
+                total.addmm_(_pairs(rows, cols, shape, weight, operand.dtype, is_sorted), operand)
 
         if batch is not None:
             users, scores = batch
@@ -570,8 +618,8 @@ class CollidingInference:
             else:
                 in_chunk = (pair_col >= first) & (pair_col < first + len(ids))
                 add(pair_row[in_chunk], pair_col[in_chunk] - first, block)
-        assert total is not None  # neighbours is never empty here
-        return total
+        assert totals  # neighbours is never empty here
+        return totals
 
 
 def _pairs(rows, cols, shape, weight: float, dtype, is_sorted: bool) -> torch.Tensor:
@@ -584,6 +632,17 @@ def _pairs(rows, cols, shape, weight: float, dtype, is_sorted: bool) -> torch.Te
         check_invariants=False,  # distinct by construction; sorted where is_sorted says so
     )
     return matrix if is_sorted else matrix.coalesce()
+
+
+def require_full_sort_predict(model: torch.nn.Module) -> None:
+    """``ValueError`` unless the model has a ``full_sort_predict`` of its own: RecBole would
+    otherwise fall back to ``predict`` and no mixing would ever run."""
+    method = getattr(model.full_sort_predict, "__func__", None)
+    if method is AbstractRecommender.full_sort_predict:
+        raise ValueError(
+            f"Colliding inference needs a model with full_sort_predict; "
+            f"{type(model).__name__} has none."
+        )
 
 
 @contextmanager
@@ -603,12 +662,8 @@ def colliding_hook(
     Raises ``ValueError`` if the model has no ``full_sort_predict`` of its own: RecBole would
     then fall back to ``predict`` and the mixing would silently never run.
     """
+    require_full_sort_predict(model)
     original = model.full_sort_predict
-    if getattr(original, "__func__", None) is AbstractRecommender.full_sort_predict:
-        raise ValueError(
-            f"Colliding inference needs a model with full_sort_predict; "
-            f"{type(model).__name__} has none."
-        )
     had_own = "full_sort_predict" in vars(model)
     previous = vars(model).get("full_sort_predict")
 
