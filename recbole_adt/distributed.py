@@ -26,6 +26,8 @@ import torch
 import torch.distributed as dist
 from torch.multiprocessing.spawn import ProcessRaisedException
 
+from recbole_adt.denoisers import ADT_LOSS_NAMES, DENOISERS
+
 _SEE = "README, 'Distributed training'"
 
 
@@ -93,12 +95,14 @@ def check_distributed_settings(settings) -> bool:
 
 
 def _check_supported(settings) -> None:
-    """What the ranks cannot share refuses to run under DDP rather than run differently."""
-    if str(settings.get("adt_loss", "")).upper() == "DCF":
+    """What the ranks cannot share refuses to run under DDP rather than run differently: a
+    keyed denoiser (DCF, UDT) keeps state over every training interaction."""
+    name = str(settings.get("adt_loss", "")).upper()
+    if name in ADT_LOSS_NAMES and DENOISERS[ADT_LOSS_NAMES[name].denoiser].keyed:
         raise ValueError(
-            "adt_loss DCF keeps a loss memory of every training interaction, and under DDP each "
-            "rank sees a different share of them in every epoch, so the memory would be split: "
-            "train DCF in one process (nproc: 1), or use TCE or RCE under DDP."
+            f"adt_loss {name} keeps a loss memory of every training interaction, and under DDP "
+            "each rank sees a different share of them in every epoch, so the memory would be "
+            f"split: train {name} in one process (nproc: 1), or use TCE or RCE under DDP."
         )
 
 

@@ -142,7 +142,11 @@ def test_saved_run_reloads(base_config):
         ("MultiVAE", "TBPR", "not a general model trained with BPR loss"),
         ("NCL", "TCE", "NCL: it is trained by a trainer of its own"),
         ("LightGCN", "NR", "NR with GMF or NeuMF"),
-        ("GMF", "TBPR", "GMF trains with BCE: use CE, TCE, RCE, DCF or NR \\(TBPR and RBPR are"),
+        (
+            "GMF",
+            "TBPR",
+            "GMF trains with BCE: use CE, TCE, RCE, DCF, UDT or NR \\(TBPR and RBPR are",
+        ),
     ],
 )
 def test_unsupported_models_raise(base_config, model_name, loss, message):

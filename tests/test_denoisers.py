@@ -18,6 +18,7 @@ from recbole_adt.denoisers import (
 from recbole_adt.denoisers.dcf import DCF, DCFSettings
 from recbole_adt.denoisers.reweight import Reweight, ReweightSettings
 from recbole_adt.denoisers.truncate import Truncate, TruncateSettings
+from recbole_adt.denoisers.udt import UDT, UDTSettings
 from recbole_adt.experiments.choices import loss_names
 from recbole_adt.experiments.compare import _TRUNCATING
 from recbole_adt.experiments.grid import DEFAULT_GRIDS, default_grid
@@ -40,11 +41,17 @@ BPR_LOSS = [-math.log(p) for p in SIGMA]  # 0.288, 1.386, 0.693, 0.105, 2.303
 
 
 def test_registry_holds_one_class_per_module():
-    assert DENOISERS == {"dcf": DCF, "none": Denoiser, "reweight": Reweight, "truncate": Truncate}
+    assert DENOISERS == {
+        "dcf": DCF,
+        "none": Denoiser,
+        "reweight": Reweight,
+        "truncate": Truncate,
+        "udt": UDT,
+    }
     assert isinstance(build_denoiser("reweight", {"beta": 0.5}), Reweight)
     assert Truncate.settings is TruncateSettings and Denoiser.settings is None
     assert build_denoiser("reweight", {"beta": 0.5}).beta == 0.5
-    with pytest.raises(ValueError, match="valid choices are dcf, none, reweight, truncate"):
+    with pytest.raises(ValueError, match="valid choices are dcf, none, reweight, truncate, udt"):
         check_denoiser_name("coteaching")
 
 
@@ -54,7 +61,7 @@ def test_every_loss_name_is_a_base_loss_and_a_denoiser():
         assert split_loss_name(name.lower()) == (base, denoiser)
     assert check_loss_name("t-bpr") == "TBPR"
     with pytest.raises(
-        ValueError, match="valid choices are CE, TCE, RCE, DCF, NR, BPR, TBPR, RBPR"
+        ValueError, match="valid choices are CE, TCE, RCE, DCF, UDT, NR, BPR, TBPR, RBPR"
     ):
         check_loss_name("WBPR")
 
@@ -65,6 +72,7 @@ def test_the_loss_table_comes_from_the_denoisers():
         "TCE": ("bce", "truncate"),
         "RCE": ("bce", "reweight"),
         "DCF": ("bce", "dcf"),
+        "UDT": ("bce", "udt"),
         "NR": ("nr", "none"),
         "BPR": ("bpr", "none"),
         "TBPR": ("bpr", "truncate"),
@@ -74,7 +82,7 @@ def test_the_loss_table_comes_from_the_denoisers():
     assert shown == ["CE", "T-CE", "R-CE", "DCF", "NR", "T-BPR", "R-BPR"]
     assert set(_TRUNCATING) == {"tce", "tbpr", "dcf"}  # the denoisers that drop
     assert loss_names(["T-CE", "rbpr", "DCF"]) == ["tce", "rbpr", "dcf"]
-    assert DENOISER_SETTINGS == (DCFSettings, ReweightSettings, TruncateSettings)
+    assert DENOISER_SETTINGS == (DCFSettings, ReweightSettings, TruncateSettings, UDTSettings)
 
 
 def test_default_grids_come_from_the_denoisers():
@@ -84,7 +92,8 @@ def test_default_grids_come_from_the_denoisers():
         "num_gradual_unit": ["iterations"],  # the paper's grid counts iterations
     }
     reweight = {"beta": [0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0]}
-    assert set(DEFAULT_GRIDS) == {"tce", "tbpr", "dcf", "rce", "rbpr", "nr"}
+    assert set(DEFAULT_GRIDS) == {"tce", "tbpr", "dcf", "rce", "rbpr", "nr", "udt"}
+    assert default_grid("udt") == {"udt_temp1": [0.1, 0.2]}  # the study's configs' values
     for loss in ("tce", "tbpr", "dcf"):
         assert default_grid(loss) == truncate
     for loss in ("rce", "rbpr"):
@@ -112,7 +121,7 @@ def test_a_new_denoiser_brings_its_names(monkeypatch):
         denoisers.base.REGISTRY.pop("twice_test", None)
     monkeypatch.setattr(denoisers, "DENOISERS", {**DENOISERS, "clip_test": Clip})
     names = denoisers._loss_names()
-    assert list(names) == ["CE", "TCE", "RCE", "DCF", "CCE", "NR", "BPR", "TBPR", "RBPR"]
+    assert list(names) == ["CE", "TCE", "RCE", "DCF", "UDT", "CCE", "NR", "BPR", "TBPR", "RBPR"]
     assert names["CCE"] == AdtLoss("CCE", "bce", "C-CE", denoiser="clip_test")
     monkeypatch.setattr(denoisers, "DENOISERS", {**DENOISERS, "twice_test": Twice})
     with pytest.raises(ValueError, match="names must be unique"):

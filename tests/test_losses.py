@@ -118,7 +118,9 @@ def test_loss_choice_owns_adt_loss():
         "truncate",
         "T-BPR",
     )
-    message = "Unknown adt_loss 'focal'; valid choices are CE, TCE, RCE, DCF, NR, BPR, TBPR, RBPR"
+    message = (
+        "Unknown adt_loss 'focal'; valid choices are CE, TCE, RCE, DCF, UDT, NR, BPR, TBPR, RBPR"
+    )
     with pytest.raises(ValueError, match=message):
         LossChoice.from_config({"adt_loss": "focal"})
 

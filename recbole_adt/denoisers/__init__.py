@@ -7,6 +7,8 @@ One module per denoiser, each with its paper's formula in the docstring:
 - ``reweight`` (:mod:`.reweight`): R-CE and R-BPR, Eq. (4)-(6);
 - ``dcf`` (:mod:`.dcf`): DCF (He et al., KDD 2024), drop by a bound on a per-interaction loss
   memory, relabel the surest false positives.
+- ``udt`` (:mod:`.udt`): UDT as the reproducibility study's code runs it, weight each user's
+  positives by a softmax of last epoch's losses and a factor by the user's loss rank.
 
 :data:`DENOISERS` maps each name to its class. Every module of this package is imported here and
 every :class:`Denoiser` subclass with a ``name`` registers itself, so adding a denoiser is adding

@@ -150,29 +150,20 @@ def confidence_bound(epoch: int, kept: torch.Tensor, *, co_lambda: float) -> tor
     return co_lambda * (s + co_lambda * math.log(2 * s) / (s * s)) / (kept + 1 - co_lambda)
 
 
-class InteractionMemory:
-    """Per-interaction state over the training split, keyed by (user, item), not by position.
+class InteractionKeys:
+    """A slot per training interaction, keyed by (user, item), not by position in a batch.
 
-    ``keys`` are the sorted unique ``user * n_items + item`` of the training interactions; slot
-    ``k`` holds the running mean of the damped loss, the number of losses seen in the window and
-    :math:`n` (times kept with its label, plus one) of the interaction ``keys[k]``.
+    ``keys`` are the sorted unique ``user * n_items + item`` of the training interactions; a
+    per-interaction state is a tensor indexed by slot, so it grows with the interactions, never
+    with users x items.
     """
 
     def __init__(self, users: torch.Tensor, items: torch.Tensor, n_items: int, device=None):
         self.n_items = int(n_items)
         self.keys = torch.unique(users.long() * self.n_items + items.long()).to(device)
-        self.mean = torch.zeros(len(self.keys), device=device)
-        self.seen = torch.zeros(len(self.keys), dtype=torch.long, device=device)
-        self.kept = torch.ones(len(self.keys), device=device)
 
     def __len__(self) -> int:
         return len(self.keys)
-
-    def reset(self) -> None:
-        """A new time window: no losses seen, :math:`n = 1` (``main.py``'s ``sn``)."""
-        self.mean.zero_()
-        self.seen.zero_()
-        self.kept.fill_(1.0)
 
     def lookup(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(slot, found) of each (user, item) pair; ``slot`` is 0 where not found."""
@@ -182,6 +173,23 @@ class InteractionMemory:
         slot = torch.searchsorted(self.keys, query).clamp_(max=len(self.keys) - 1)
         found = self.keys[slot] == query
         return slot.masked_fill_(~found, 0), found
+
+
+class InteractionMemory(InteractionKeys):
+    """DCF's state: slot ``k`` holds the running mean of the damped loss, the number of losses
+    seen in the window and :math:`n` (times kept with its label, plus one) of ``keys[k]``."""
+
+    def __init__(self, users: torch.Tensor, items: torch.Tensor, n_items: int, device=None):
+        super().__init__(users, items, n_items, device)
+        self.mean = torch.zeros(len(self.keys), device=device)
+        self.seen = torch.zeros(len(self.keys), dtype=torch.long, device=device)
+        self.kept = torch.ones(len(self.keys), device=device)
+
+    def reset(self) -> None:
+        """A new time window: no losses seen, :math:`n = 1` (``main.py``'s ``sn``)."""
+        self.mean.zero_()
+        self.seen.zero_()
+        self.kept.fill_(1.0)
 
 
 class DCF(Denoiser):

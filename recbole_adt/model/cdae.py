@@ -42,7 +42,7 @@ class CDAE(ExtraFeedbackMixin, DenoisingLossMixin, RecBoleCDAE):
         if denoiser == "dcf":
             raise ValueError(
                 "adt_loss DCF trains on (user, item, label) rows; CDAE trains on whole user rows. "
-                "Use DCF with GMF, NeuMF or NMTR, or CE, TCE or RCE with CDAE."
+                "Use DCF with GMF, NeuMF or NMTR, or CE, TCE, RCE or UDT with CDAE."
             )
         return base, denoiser
 
@@ -78,7 +78,7 @@ class CDAE(ExtraFeedbackMixin, DenoisingLossMixin, RecBoleCDAE):
         users = interaction[self.USER_ID]
         ratings = self.get_rating_matrix(users)
         logits = self.forward(ratings, users)
-        loss = self.matrix_loss(logits, ratings, self._false_positive_matrix(users))
+        loss = self.matrix_loss(logits, ratings, self._false_positive_matrix(users), users=users)
         return loss + self._regularization()
 
     def _extra_feedback_loss(self, users: torch.Tensor) -> torch.Tensor:

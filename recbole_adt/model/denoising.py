@@ -145,17 +145,33 @@ class DenoisingLossMixin:
         return loss.sum() / (loss.numel() - dropped)
 
     def matrix_loss(
-        self, logits: torch.Tensor, labels: torch.Tensor, false_positive: torch.Tensor | None
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        false_positive: torch.Tensor | None,
+        *,
+        users: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Summed loss over a user x item matrix; T-CE drops a share of each row's positives."""
-        if self.adt_loss == "NR" or self.denoiser.keyed:  # rejected by check_adt_loss
+        """Summed loss over a user x item matrix; T-CE drops a share of each row's positives.
+
+        A keyed denoiser (UDT) reads cell (r, i) as the entry (``users[r]``, item i).
+        """
+        if self.adt_loss == "NR" or (self.denoiser.keyed and users is None):
             raise ValueError(
                 f"adt_loss {self.adt_loss} supports pointwise batches only, not a matrix loss."
             )
         loss = bce(logits, labels, reduction="none")
         # Each row's positives under either drop_base: the row has no sampled negatives.
         num_drop = drop_count(self.drop_rate, (labels > 0.5).sum(-1), rule=self.drop_count_rule)
-        return self._denoise(loss, logits, labels, false_positive, num_drop)[0].sum()
+        cells = None
+        if self.denoiser.keyed:
+            items = torch.arange(loss.shape[-1], device=loss.device)
+            cells = {
+                self.USER_ID: users[:, None].expand_as(loss),
+                self.ITEM_ID: items.expand(loss.shape),
+            }
+        loss, _ = self._denoise(loss, logits, labels, false_positive, num_drop, interaction=cells)
+        return loss.sum()
 
     def _nr_loss(self, logits, labels, false_positive, interaction) -> torch.Tensor:
         """NR on one of its stratified batches: mean CE over the rows, labels as composed."""
@@ -174,9 +190,9 @@ class DenoisingLossMixin:
         """Apply the denoiser to per-entry base losses; dropped entries become exactly 0.
 
         ``margin`` is what the denoiser reads predictions from: the logits, or the score
-        difference of BPR triples (whose labels are 1). A keyed denoiser (DCF) also reads each
-        entry's user and item from ``interaction``. Returns the per-entry loss and the number of
-        dropped entries (a 0-d tensor), and adds the batch to :attr:`denoising_stats`.
+        difference of BPR triples (whose labels are 1). A keyed denoiser (DCF, UDT) also reads
+        each entry's user and item from ``interaction``. Returns the per-entry loss and the number
+        of dropped entries (a 0-d tensor), and adds the batch to :attr:`denoising_stats`.
         """
         positive = labels > 0.5
         if false_positive is None:

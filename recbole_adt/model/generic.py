@@ -322,7 +322,7 @@ def supported_models_message() -> str:
 
     pointwise = [name for name in bce_trained_models() if name not in MODELS]
     return (
-        "Denoising (TCE, RCE, DCF; TBPR, RBPR for BPR) applies to this package's models "
+        "Denoising (TCE, RCE, DCF, UDT; TBPR, RBPR for BPR) applies to this package's models "
         f"({', '.join(MODELS)}; BCE), to RecBole's general models trained with BPR loss "
         f"({', '.join(bpr_trained_models())}) and to RecBole's pointwise general models trained "
         f"with BCE ({', '.join(pointwise)}); other models train with adt_loss CE."

@@ -23,7 +23,8 @@ the random states (Python's, NumPy's, torch's and each training loader's shuffli
 :func:`random_state`). Resuming from the last checkpoint of a run therefore repeats the epochs
 after it exactly, bitwise where the computation is deterministic (CPU; on CUDA only with
 ``reproducibility: True``), except where state lives outside the checkpoint: DCF's loss memory
-and epoch count (a resumed DCF run starts a new memory window), and the per-rank random states
+and epoch count (a resumed DCF run starts a new memory window), UDT's last-epoch losses and
+weights (a resumed UDT run starts with two plain epochs), and the per-rank random states
 of a DDP run (each rank keeps its own).
 """
 
