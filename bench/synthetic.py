@@ -15,6 +15,14 @@ positives. This generator draws data of any such size:
 - a true positive is a popularity-weighted item of the user's own taste, a false positive
   (exactly ``round(fp_rate * interactions)`` of them, on random rows) a popularity-weighted item of
   *another* taste: it is less consistent with what the user likes, so a model fits it later;
+- or, closer to how false positives arise on real click data (issue 19: on news, false-positive
+  clicks sit on more popular items, and users split into skimmers and readers):
+  ``fp_items exposure`` draws a false positive from *all* items by exposure, weight
+  ``popularity ** fp_exposure_power`` (1: as popular as true positives, > 1: more popular),
+  and ``fp_user_beta_a``/``fp_user_beta_b`` > 0 give each user a propensity
+  theta_u ~ Beta(a, b): the false-positive rows are drawn without replacement with probability
+  proportional to their user's theta_u (Efraimidis-Spirakis keys), so skimmers get many and
+  readers few. :func:`fp_statistics` measures the statistics these are calibrated on;
 - every item is used at least once, and no (user, item) pair twice.
 
 It writes ``DIR/NAME/NAME.inter``, an ordinary atomic file (``user_id:token item_id:token
@@ -35,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 AMAZON_BOOK = {"users": 80_000, "items": 98_000, "interactions": 2_700_000}
+FP_ITEMS = ("taste", "exposure")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +60,10 @@ class SyntheticSpec:
     activity_exponent: float = 0.8
     min_user_interactions: int = 5
     rating: bool = False
+    fp_items: str = "taste"  # taste: another taste's item; exposure: any item by exposure
+    fp_exposure_power: float = 1.0  # exposure: item weight popularity ** power
+    fp_user_beta_a: float = 0.0  # > 0 (with b): per-user false-positive propensity Beta(a, b)
+    fp_user_beta_b: float = 0.0
 
     def check(self) -> None:
         """``ValueError`` for sizes no data set can meet."""
@@ -66,7 +79,19 @@ class SyntheticSpec:
                 f"clusters ({self.clusters}) must leave each taste at least "
                 f"min_user_interactions ({self.min_user_interactions}) of the {self.items} items."
             )
-        if self.fp_rate > 0 and self.clusters < 2:
+        if self.fp_items not in FP_ITEMS:
+            raise ValueError(
+                f"fp_items must be one of {', '.join(FP_ITEMS)}, got {self.fp_items!r}."
+            )
+        if not np.isfinite(self.fp_exposure_power):
+            raise ValueError(f"fp_exposure_power must be a number, got {self.fp_exposure_power}.")
+        beta = (self.fp_user_beta_a, self.fp_user_beta_b)
+        if beta != (0.0, 0.0) and not min(beta) > 0:
+            raise ValueError(
+                f"fp_user_beta_a and fp_user_beta_b must both be > 0 (a per-user propensity "
+                f"Beta(a, b)) or both 0 (none), got {beta}."
+            )
+        if self.fp_rate > 0 and self.clusters < 2 and self.fp_items == "taste":
             raise ValueError(
                 "clusters must be >= 2 when fp_rate > 0 (false positives come from another taste)."
             )
@@ -97,12 +122,23 @@ def generate(spec: SyntheticSpec) -> pd.DataFrame:
     user = np.repeat(np.arange(spec.users), degree)
     false_positive = np.zeros(spec.interactions, dtype=bool)
     n_false = round(spec.fp_rate * spec.interactions)
-    false_positive[rng.choice(spec.interactions, n_false, replace=False)] = True
+    if spec.fp_user_beta_a > 0:
+        theta = rng.beta(spec.fp_user_beta_a, spec.fp_user_beta_b, spec.users)
+        false_positive[_weighted_rows(rng, theta[user], n_false)] = True
+    else:
+        false_positive[rng.choice(spec.interactions, n_false, replace=False)] = True
     sampler = _TasteSampler(item_cluster, popularity)
+    exposure = np.cumsum(popularity**spec.fp_exposure_power)
     item = np.empty(spec.interactions, dtype=np.int64)
     rows = np.arange(spec.interactions)
     while len(rows):  # draw, then redraw the rows that repeat a (user, item) pair
-        item[rows] = sampler.draw(rng, user_cluster[user[rows]], false_positive[rows])
+        if spec.fp_items == "taste":
+            item[rows] = sampler.draw(rng, user_cluster[user[rows]], false_positive[rows])
+        else:
+            fp = false_positive[rows]
+            item[rows[~fp]] = sampler.draw(rng, user_cluster[user[rows[~fp]]], fp[~fp])
+            point = rng.random(int(fp.sum())) * exposure[-1]
+            item[rows[fp]] = np.minimum(np.searchsorted(exposure, point, "right"), spec.items - 1)
         rows = _repeated_rows(user, item, spec.items)
     _use_every_item(rng, item, user, false_positive, item_cluster, user_cluster, spec.items)
 
@@ -138,6 +174,38 @@ def write_atomic(frame: pd.DataFrame, output: str | os.PathLike, name: str) -> P
 def generate_dataset(output: str | os.PathLike, name: str, spec: SyntheticSpec) -> Path:
     """Draw ``spec`` and write it as dataset ``name`` under ``output`` (a RecBole data_path)."""
     return write_atomic(generate(spec), output, name)
+
+
+def fp_statistics(frame: pd.DataFrame, min_item_interactions: int = 20) -> dict[str, object]:
+    """What issue 19 measured on real data, for calibration: the mean item popularity (the
+    item's interactions in ``frame``) of false and of true positives, the quantiles
+    10/25/50/75/90% of the per-user false-positive share, and the range (10-90%) of the
+    false-positive share of items with ``min_item_interactions`` or more."""
+    user, item = frame["user_id:token"].to_numpy(), frame["item_id:token"].to_numpy()
+    fp = frame["false_positive:float"].to_numpy() > 0.5
+    count = np.bincount(item)
+    share_u = np.bincount(user, weights=fp) / np.maximum(np.bincount(user), 1)
+    share_u = share_u[np.bincount(user) > 0]
+    busy = count >= min_item_interactions
+    share_i = (np.bincount(item, weights=fp, minlength=len(count)) / np.maximum(count, 1))[busy]
+    levels = [0.1, 0.25, 0.5, 0.75, 0.9]
+    return {
+        "fp_share": float(fp.mean()),
+        "mean_popularity_fp": float(count[item[fp]].mean()) if fp.any() else float("nan"),
+        "mean_popularity_tp": float(count[item[~fp]].mean()) if (~fp).any() else float("nan"),
+        "user_fp_share_quantiles": np.quantile(share_u, levels).round(3).tolist(),
+        "item_fp_share_10_90": np.quantile(share_i, [0.1, 0.9]).round(3).tolist()
+        if busy.any()
+        else [],
+    }
+
+
+def _weighted_rows(rng: np.random.Generator, weight: np.ndarray, count: int) -> np.ndarray:
+    """``count`` rows without replacement, row r with probability proportional to
+    ``weight[r]`` at each draw (Efraimidis-Spirakis: the ``count`` largest ``log(U_r) / w_r``)."""
+    with np.errstate(divide="ignore"):  # weight 0: key -inf, drawn last
+        keys = np.log(rng.random(len(weight))) / weight
+    return np.argpartition(-keys, count - 1)[:count] if count else np.empty(0, dtype=np.int64)
 
 
 def _power_law(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
@@ -226,15 +294,21 @@ def main(argv: list[str] | None = None) -> None:
         if field.type == "bool":
             parser.add_argument(f"--{field.name}", action="store_true")
         else:
-            kind = float if field.type == "float" else int
+            kind = {"float": float, "int": int, "str": str}[field.type]
             parser.add_argument(f"--{field.name}", type=kind, default=getattr(defaults, field.name))
+    parser.add_argument(
+        "--stats", action="store_true", help="also print fp_statistics (calibration)"
+    )
     args = vars(parser.parse_args(argv))
-    output, name = args.pop("output"), args.pop("name")
+    output, name, stats = args.pop("output"), args.pop("name"), args.pop("stats")
     try:
-        path = generate_dataset(output, name, SyntheticSpec(**args))
+        spec = SyntheticSpec(**args)
+        frame = generate(spec)
     except ValueError as err:
         parser.error(str(err))
-    print(path)
+    print(write_atomic(frame, output, name))
+    if stats:
+        print(fp_statistics(frame))
 
 
 if __name__ == "__main__":

@@ -6,15 +6,18 @@ in ``build()``, before RecBole builds its samplers, so the full-sort evaluation 
 valid items (false positives included) exactly as RecBole does, and a test false positive is an
 ordinary non-hit, as in the authors' code, where such items were never in the test file.
 
-The training split also carries :attr:`ADTDataset.extra_feedback`, the extra feedback
-:math:`D^*` (:mod:`recbole_adt.data.extra_feedback`), when the run uses it.
+With ``noise_rate`` > 0 the training split gets seeded, flagged false positives
+(:mod:`recbole_adt.data.noise_injection`) before anything reads it. The training split also
+carries :attr:`ADTDataset.extra_feedback`, the extra feedback :math:`D^*`
+(:mod:`recbole_adt.data.extra_feedback`), when the run uses it.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 from recbole.data.dataset import Dataset
-from recbole.utils import FeatureType, set_color
+from recbole.data.interaction import Interaction
+from recbole.utils import FeatureSource, FeatureType, set_color
 
 from recbole_adt.data.checks import (
     check_clean_test,
@@ -31,6 +34,12 @@ from recbole_adt.data.extra_feedback import (
     extra_feedback_users,
     missing_extra_feedback,
     select_extra_feedback,
+)
+from recbole_adt.data.noise_injection import (
+    NoiseInjection,
+    inject,
+    injected_columns,
+    observed_pair_keys,
 )
 from recbole_adt.data.shared_pairs import apply_shared_pairs_policy
 from recbole_adt.settings import parsed
@@ -70,6 +79,10 @@ class ADTDataset(Dataset):
         ]
         floats = [f for f in numeric if f and self.field2type.get(f) == FeatureType.FLOAT]
         check_finite_fields(self.inter_feat, floats, files, sizes)
+        if parsed(self.config, NoiseInjection).enabled and self.fp_field not in self.field2type:
+            # Data without a flag: every observed interaction is a true positive.
+            self.inter_feat[self.fp_field] = 0.0
+            self.set_field_property(self.fp_field, FeatureType.FLOAT, FeatureSource.INTERACTION, 1)
 
     def _check_fp_field(self) -> None:
         if not self.config["clean_test"]:
@@ -94,6 +107,7 @@ class ADTDataset(Dataset):
         check_splits(datasets, list(parts or ["train", "valid", "test"]), self.dataset_name)
         if parts is not None:
             datasets = apply_shared_pairs_policy(datasets, list(parts), self.config["shared_pairs"])
+        datasets[0] = self._inject_noise(datasets[0])
         # D* comes from the training split alone; models and trainers read it there.
         datasets[0].extra_feedback = self._extra_feedback(datasets[0])
         if not self.config["clean_test"]:
@@ -106,6 +120,27 @@ class ADTDataset(Dataset):
         )
         check_clean_test(int(is_clean.sum()), len(is_clean), self.config)
         return [*train_valid, test.copy(test.inter_feat[is_clean])]
+
+    def _inject_noise(self, train):
+        """The training split with the injected false positives (logged), or as it is."""
+        settings = parsed(self.config, NoiseInjection)
+        if not settings.enabled:
+            return train
+        feat, uid, iid = train.inter_feat, self.uid_field, self.iid_field
+        injected = inject(
+            settings,
+            feat[uid].numpy(),
+            feat[iid].numpy(),
+            observed_pair_keys(self.inter_feat[uid], self.inter_feat[iid], self.item_num),
+            n_users=self.user_num,
+            n_items=self.item_num,
+        )
+        self.logger.info(set_color("Noise injection", "pink") + f": {injected.describe()}")
+        columns = {name: feat[name] for name in feat.columns}
+        merged = injected_columns(
+            columns, injected, uid_field=uid, iid_field=iid, fp_field=self.fp_field
+        )
+        return train.copy(Interaction(merged))
 
     def _extra_feedback(self, train) -> ExtraFeedback | None:
         """D* of the training split if the run uses it (logged), else None."""

@@ -9,6 +9,8 @@
     python -m recbole_adt.experiments compare --models GMF --losses tce,rce --colliding \\
         --output out/table5
     python -m recbole_adt.experiments grid --models GMF --losses tce --grid warmup=0,5,10,20 ...
+    python -m recbole_adt.experiments sweep --models GMF --losses ce,tce,rce,dcf \\
+        --noise_rates 0,0.1,0.2,0.4 --mechanism popularity --seeds 5 --output out/sweep
 
 Any other --key=value is a setting of every run, as with run_recbole_adt.py. Every name,
 setting and grid value is checked before the first run. Exit codes: 0 every run finished, 1
@@ -29,6 +31,7 @@ from recbole_adt.cli import DEBUG_ENV, _check_settings_args
 from recbole_adt.experiments.choices import settings_from_args
 from recbole_adt.experiments.compare import compare
 from recbole_adt.experiments.grid import grid_search
+from recbole_adt.experiments.sweep import sweep
 from recbole_adt.experiments.workspace import Stopped
 
 PROG = "python -m recbole_adt.experiments"
@@ -95,7 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
     grid_parser.add_argument(
         "--final_seeds", default=None, help="then run the chosen setting on these seeds"
     )
-    for sub in (compare_parser, grid_parser):
+    sweep_parser = commands.add_parser(
+        "sweep",
+        allow_abbrev=False,
+        help="inject false positives at rising rates: each loss's degradation, paired tests",
+    )
+    sweep_parser.add_argument("--models", default="GMF", help="default: GMF")
+    sweep_parser.add_argument("--losses", default="ce,tce,rce", help="default: ce,tce,rce")
+    sweep_parser.add_argument(
+        "--noise_rates", default="0,0.1,0.2,0.4", help="injected per training interaction"
+    )
+    sweep_parser.add_argument(
+        "--mechanism",
+        default="uniform",
+        help="uniform, popularity, user or popularity+user; several: uniform,popularity",
+    )
+    sweep_parser.add_argument(
+        "--seeds", default="5", help="N (seeds 1..N) or a list 3,7,11 (default: 5)"
+    )
+    for sub in (compare_parser, grid_parser, sweep_parser):
         sub.set_defaults(parser=sub)  # its errors print its usage
         sub.add_argument("--output", required=True, metavar="DIR", help="results folder")
         sub.add_argument("--dataset", "-d", default=None, help="default: ml-100k-fp (embedded)")
@@ -145,6 +166,16 @@ def main(argv: list[str] | None = None) -> None:
                 seeds=args.seeds,
                 tuned=args.tuned,
                 command=command,
+                **common,
+            )
+        elif args.command == "sweep":
+            outcome = sweep(
+                models=args.models,
+                losses=args.losses,
+                noise_rates=args.noise_rates,
+                mechanism=args.mechanism,
+                seeds=args.seeds,
+                command=" ".join([PROG, *(shlex.quote(arg) for arg in argv)]),
                 **common,
             )
         else:
