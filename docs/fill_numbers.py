@@ -127,6 +127,11 @@ def compare_summary(path: Path) -> dict:
     own, ``ri`` = (1/M) Σ_m (x̄_m − x̄_m^CE) / x̄_m^CE over the M test metrics and
     ``paired`` → ``{METRIC: {change, p}}``: (x̄ − x̄^CE) / x̄^CE and the two-sided paired
     t-test's p over the seeds both finished. The statistics are the experiments command's own.
+
+    Table 4 (``compare --strategies``): a run of strategy S other than none is the group
+    ``LOSS+S`` (``tce+warmup``); the reference stays plain CE (strategy none), and a baseline
+    model (NMTR) is compared with the plain CE of the one model trained with CE, as
+    ``results.md`` does.
     """
     from recbole_adt.experiments.stats import (  # the experiments' formulas, not a copy
         mean,
@@ -139,7 +144,9 @@ def compare_summary(path: Path) -> dict:
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     ok = [row for row in rows if row["status"] == "ok"]
-    metrics = [name for name in rows[0] if name.startswith(("valid:", "test:"))] if rows else []
+    # Table 5 (compare --colliding) adds each user group's plain and colliding test metrics.
+    prefixes = ("valid:", "test:", "plain[", "colliding[")
+    metrics = [name for name in rows[0] if name.startswith(prefixes)] if rows else []
     out: dict = {
         "runs": {
             "count": len(rows),
@@ -150,7 +157,7 @@ def compare_summary(path: Path) -> dict:
     }
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in ok:
-        groups.setdefault((row["model"], row["loss"]), []).append(row)
+        groups.setdefault((row["model"], _group_loss(row)), []).append(row)
     for (model, loss), members in groups.items():
         settings = json.loads(members[0]["settings"] or "{}")
         group = {
@@ -161,6 +168,8 @@ def compare_summary(path: Path) -> dict:
             "best_epoch_mean": mean([float(row["best_epoch"]) for row in members]),
         }
         for metric in metrics:
+            if any(row.get(metric, "") == "" for row in members):
+                continue  # a group test that these runs did not make
             values = [float(row[metric]) for row in members]
             group[metric] = {"mean": mean(values), "std": sample_std(values)}
         out.setdefault(model, {})[loss] = group
@@ -169,12 +178,13 @@ def compare_summary(path: Path) -> dict:
             continue
         members = [row for row in ok if row["model"] == model]
         losses["seconds_mean"] = mean([float(row["seconds"]) for row in members])
-        reference = losses.get("ce")
-        if reference is None:
+        reference_model = model if "ce" in losses else _baseline_reference(model, groups, ok)
+        if reference_model is None:
             continue
-        ce_by_seed = {row["seed"]: row for row in groups[(model, "ce")]}
+        reference = out[reference_model]["ce"]
+        ce_by_seed = {row["seed"]: row for row in groups[(reference_model, "ce")]}
         for loss, group in losses.items():
-            if loss in ("ce", BASELINE, "seconds_mean"):
+            if loss == "seconds_mean" or (model == reference_model and loss in ("ce", BASELINE)):
                 continue
             tests = [m for m in metrics if m.startswith("test:")]
             group["ri"] = mean_relative_improvement(
@@ -184,6 +194,8 @@ def compare_summary(path: Path) -> dict:
             pairs = [(a, b) for a, b in pairs if b is not None]
             group["paired"] = {}
             for metric in metrics:
+                if metric not in group or metric not in reference:
+                    continue
                 ours = [float(a[metric]) for a, _ in pairs]
                 theirs = [float(b[metric]) for _, b in pairs]
                 test = paired_t_test(ours, theirs)
@@ -193,6 +205,23 @@ def compare_summary(path: Path) -> dict:
                     "pairs": len(pairs),
                 }
     return out
+
+
+def _group_loss(row: Mapping[str, str]) -> str:
+    """A run's group within its model: its loss, and ``+strategy`` for a Table 4 strategy."""
+    strategy = row.get("strategy") or ""
+    return f"{row['loss']}+{strategy}" if strategy else row["loss"]
+
+
+def _baseline_reference(model: str, groups: Mapping, rows: list[dict]) -> str | None:
+    """The model a baseline (its own loss only) is compared with in a Table 4 results.csv: the
+    one model with a plain CE group; None elsewhere (Table 3 compares baselines with nobody)."""
+    if not any(row.get("strategy") for row in rows) or set(
+        loss for m, loss in groups if m == model
+    ) != {BASELINE}:
+        return None
+    with_ce = [m for m, loss in groups if loss == "ce"]
+    return with_ce[0] if len(with_ce) == 1 else None
 
 
 # --- formatting -----------------------------------------------------------------------------
@@ -217,7 +246,15 @@ def display_metric(metric: str) -> str:
     return {"recall": "Recall", "ndcg": "NDCG"}.get(name, name) + (f"@{k}" if k else "")
 
 
-LOSS_NAMES = {"ce": "CE", "tce": "T-CE", "rce": "R-CE", BASELINE: "own"}
+LOSS_NAMES = {"ce": "CE", "tce": "T-CE", "rce": "R-CE", "nr": "NR", BASELINE: "own"}
+STRATEGY_NAMES = {"finetune": "finetuning", "warmup": "warm-up"}
+
+
+def display_group(loss: str) -> str:
+    """``tce+warmup`` -> ``T-CE + warm-up``: a group of :func:`compare_summary` as shown."""
+    loss, _, strategy = loss.partition("+")
+    name = LOSS_NAMES.get(loss, loss)
+    return f"{name} + {STRATEGY_NAMES.get(strategy, strategy)}" if strategy else name
 
 
 def format_value(value: Any, spec: str | None) -> str:
@@ -267,7 +304,7 @@ def compare_block(files: Files, path: str, options: Mapping[str, str]) -> str:
             setting = settings_text(chosen if same else group["settings"])
             if setting and choice.get("note", "").startswith("GMF's"):
                 setting = f"GMF's: {setting}"
-            cells = [model, LOSS_NAMES.get(loss, loss), setting]
+            cells = [model, display_group(loss), setting]
             for metric in metrics:
                 value = group[f"test:{metric}"]
                 text = mean_std(value)

@@ -14,6 +14,7 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole_adt.data.embedded import EMBEDDED_DATASET
 from recbole_adt.data.extra_feedback import ExtraFeedbackSettings
+from recbole_adt.data.noise_injection import NoiseInjection
 from recbole_adt.denoisers import DENOISER_SETTINGS
 from recbole_adt.diagnostics import DiagnosticsSettings
 from recbole_adt.distributed import check_distributed_settings, join_cpu_group, uses_gpus
@@ -58,6 +59,7 @@ SETTINGS_OWNERS: tuple[type, ...] = (
     OutputSettings,
     NMTRSettings,
     EvalMemoryBudget,
+    NoiseInjection,
 )
 
 
@@ -174,6 +176,12 @@ class Config(RecBoleConfig):
                 "nr_dissatisfied_threshold needs real extra feedback (extra_feedback_field, e.g. "
                 "rating), but D* is simulated: leave it empty (~), and choose with "
                 "nr_unlabelled_clicks what the clicks outside D* are."
+            )
+        if parsed(self, NoiseInjection).enabled and not settings["fp_field"]:
+            raise ValueError(
+                "noise_rate needs fp_field, the field that flags the injected false positives; "
+                "set fp_field (e.g. false_positive: it is added if the data lacks it) or "
+                "noise_rate: 0."
             )
         if settings["clean_test"] and not settings["fp_field"]:
             raise ValueError(

@@ -102,6 +102,31 @@ def test_compare_block_by_hand(tmp_path):
     assert summary["M"]["seconds_mean"] == 25
 
 
+def test_table4_groups_by_strategy_against_plain_ce(tmp_path):
+    """A strategy's runs form LOSS+STRATEGY, and a baseline model is compared with the plain CE
+    of the one model trained with CE: NDCG@20 0.30 vs 0.20 (seed 1) and 0.36 vs 0.30 (seed 2)
+    gives a change of the means (0.33 − 0.25)/0.25 = +32%; Recall 0.35 vs 0.35, 0%."""
+    head = "run_id,model,loss,strategy,seed,settings,status,best_epoch,seconds,"
+    head += "test:recall@20,test:ndcg@20"
+    rows = [
+        "a,M,ce,,1,{},ok,3,10,0.30,0.20",
+        "b,M,ce,,2,{},ok,5,20,0.40,0.30",
+        "c,M,ce,warmup,1,{},ok,3,10,0.30,0.10",
+        "d,M,ce,warmup,2,{},ok,5,20,0.40,0.20",
+        "e,NMTR,own,,1,{},ok,3,10,0.35,0.30",
+        "f,NMTR,own,,2,{},ok,5,20,0.35,0.36",
+    ]
+    _write(tmp_path, "r/results.csv", "\n".join([head, *rows]) + "\n")
+    summary = numbers.compare_summary(tmp_path / "r/results.csv")
+    assert set(summary["M"]) == {"ce", "ce+warmup", "seconds_mean"}
+    assert summary["M"]["ce+warmup"]["paired"]["test:ndcg@20"]["change"] == pytest.approx(-0.4)
+    nmtr = summary["NMTR"]["own"]["paired"]
+    assert nmtr["test:ndcg@20"]["change"] == pytest.approx(0.32)
+    assert nmtr["test:recall@20"]["change"] == pytest.approx(0.0)
+    assert summary["NMTR"]["own"]["ri"] == pytest.approx(0.16)
+    assert numbers.display_group("ce+warmup") == "CE + warm-up"
+
+
 def _cells(markdown: str, section: str) -> dict[tuple[str, str], list[str]]:
     """(model, loss) -> the cells of a table of the experiments' results.md."""
     table = markdown.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
